@@ -1,0 +1,165 @@
+# Builds, runs and tests every chapter of the tutorial.
+#
+#   make                 build every chapter to build/NN-topic.exe, plus the tools
+#   make tour            build and run every chapter with its demo; compare with the notes
+#   make test            the test suite (pytest), after the build, format and notes checks
+#   make run CH=03 [ARGS="--port 9001"]   run one chapter in the foreground
+#   make client [PORT=9000] [HOST=127.0.0.1]   a client you can type into
+#   make check-build     also compile with clang and for 32-bit Windows (-Werror)
+#   make notes           regenerate each chapter's "What changed" diff
+#   make format / format-check, make docs, make compile_commands.json, make cmake-check
+#
+# On Linux the programs are cross-built with MinGW-w64 and run under Wine; missing tools
+# are installed with apt-get on first use. In an MSYS2 shell on Windows they build with
+# the MinGW gcc on PATH and run natively.
+
+.DEFAULT_GOAL := all
+SHELL := /bin/sh
+
+CHAPTER_DIRS := $(sort $(patsubst %/,%,$(dir $(wildcard chapters/*/main.c))))
+CHAPTERS := $(notdir $(CHAPTER_DIRS))
+COMMON_SOURCES := $(wildcard common/*.c)
+TOOLS := client tour
+
+BUILD := build
+
+ifeq ($(OS),Windows_NT)
+  NATIVE := 1
+  CC := gcc
+  RUN :=
+  PYTEST := python -m pytest
+  ENSURE := @true
+else
+  NATIVE :=
+  CC := x86_64-w64-mingw32-gcc
+  RUN := scripts/wine.sh run
+  PYTEST := /usr/bin/pytest-3
+  ENSURE := @scripts/ensure-tools.sh
+endif
+
+# Warnings that catch real mistakes in Win32 code; -Werror so none slips through.
+WARNINGS := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
+            -Wmissing-prototypes -Wvla -Wpointer-arith -Wcast-qual -Wundef \
+            -Wdeclaration-after-statement
+CSTD := -std=c11
+# Windows 8 API level: CancelIoEx, GetQueuedCompletionStatusEx and inet_ntop need Vista+.
+DEFINES := -D_WIN32_WINNT=0x0602 -DWIN32_LEAN_AND_MEAN
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := $(CSTD) $(WARNINGS) $(DEFINES) -Icommon $(CFLAGS)
+LDLIBS := -lws2_32
+
+EXES := $(CHAPTERS:%=$(BUILD)/%.exe)
+TOOL_EXES := $(TOOLS:%=$(BUILD)/tools/%.exe)
+
+.PHONY: all tools tools-build tools-check-build tools-wine tools-test tools-docs \
+        tools-format tools-bear run client tour test check-build notes notes-check \
+        format format-check docs cmake-check clean wine-stop help
+.SUFFIXES:
+# Keep object files between builds: they are what makes rebuilds incremental.
+.SECONDARY:
+
+all: $(EXES) $(TOOL_EXES)
+
+help:
+	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
+
+tools-build:
+	$(ENSURE) build
+tools-check-build:
+	$(ENSURE) check-build
+tools-wine:
+ifeq ($(NATIVE),)
+	$(ENSURE) wine
+endif
+tools-test:
+ifeq ($(NATIVE),)
+	$(ENSURE) test
+endif
+tools-docs:
+	$(ENSURE) docs
+tools-format:
+	$(ENSURE) format
+tools-bear:
+	$(ENSURE) bear
+
+# --- build ------------------------------------------------------------------------------
+# $(call build-rules,OUTPUT_DIR,COMPILER,EXTRA_FLAGS,TOOLS_TARGET)
+define build-rules
+$(1)/obj/common/%.o: common/%.c | $(4)
+	@mkdir -p $$(@D)
+	$(2) $(ALL_CFLAGS) $(3) -MMD -MP -c $$< -o $$@
+
+$(1)/obj/%/main.o: chapters/%/main.c | $(4)
+	@mkdir -p $$(@D)
+	$(2) $(ALL_CFLAGS) $(3) -MMD -MP -c $$< -o $$@
+
+$(1)/obj/tools/%.o: tools/%.c | $(4)
+	@mkdir -p $$(@D)
+	$(2) $(ALL_CFLAGS) $(3) -MMD -MP -c $$< -o $$@
+
+$(1)/%.exe: $(1)/obj/%/main.o $(COMMON_SOURCES:%.c=$(1)/obj/%.o)
+	$(2) $(3) $$^ -o $$@ $(LDLIBS)
+
+$(1)/tools/%.exe: $(1)/obj/tools/%.o $(COMMON_SOURCES:%.c=$(1)/obj/%.o)
+	@mkdir -p $$(@D)
+	$(2) $(3) $$^ -o $$@ $(LDLIBS)
+endef
+
+$(eval $(call build-rules,$(BUILD),$(CC),,tools-build))
+
+# check-build: the same sources through two more compilers. clang's
+# -Wshorten-64-to-32 and a 32-bit target catch pointer-size mistakes such as a SOCKET or
+# ULONG_PTR kept in an int; 32-bit programs are only linked, not run.
+CLANG := clang --target=x86_64-w64-windows-gnu -L/usr/lib/gcc/x86_64-w64-mingw32/12-win32
+CLANG_EXTRA := -Wshorten-64-to-32 -Wno-unused-command-line-argument
+I686_CC := i686-w64-mingw32-gcc
+$(eval $(call build-rules,$(BUILD)/clang,$(CLANG),$(CLANG_EXTRA),tools-check-build))
+$(eval $(call build-rules,$(BUILD)/i686,$(I686_CC),-Wconversion -Wno-sign-conversion,tools-check-build))
+
+check-build: all $(EXES:$(BUILD)/%=$(BUILD)/clang/%) $(TOOL_EXES:$(BUILD)/%=$(BUILD)/clang/%) \
+             $(EXES:$(BUILD)/%=$(BUILD)/i686/%) $(TOOL_EXES:$(BUILD)/%=$(BUILD)/i686/%)
+	@echo "check-build: $(words $(CHAPTERS)) chapters and $(words $(TOOLS)) tools built clean with MinGW gcc (x86_64, i686) and clang"
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- run --------------------------------------------------------------------------------
+CH ?=
+chapter_of = $(firstword $(filter $(1)-%,$(CHAPTERS)) $(filter $(1),$(CHAPTERS)))
+
+run: all tools-wine
+	@test -n "$(CH)" || { echo "usage: make run CH=03 [ARGS=\"--port 9001\"]"; exit 2; }
+	@test -n "$(call chapter_of,$(CH))" || { echo "no chapter '$(CH)'; chapters: $(CHAPTERS)"; exit 2; }
+	@echo "running $(call chapter_of,$(CH)); type quit (or press Ctrl+C) to stop it"
+	$(RUN) $(BUILD)/$(call chapter_of,$(CH)).exe $(ARGS)
+
+PORT ?= 9000
+HOST ?= 127.0.0.1
+client: all tools-wine
+	$(RUN) $(BUILD)/tools/client.exe $(HOST) $(PORT)
+
+# --- tour and tests ---------------------------------------------------------------------
+tour: all tools-wine
+	$(RUN) $(BUILD)/tools/tour.exe --build-dir $(BUILD) $(CH)
+
+notes:
+	@scripts/notes.sh
+
+notes-check:
+	@scripts/notes.sh --check
+
+test: all tools-wine tools-test
+	$(PYTEST) -p no:cacheprovider tests
+
+# --- formatting, editor support, docs ---------------------------------------------------
+FORMAT_FILES := $(wildcard common/*.c common/*.h chapters/*/*.c tools/*.c)
+format: tools-format
+	clang-format -i $(FORMAT_FILES)
+format-check: tools-format
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean:
+	-scripts/wine.sh stop
+	rm -rf $(BUILD)
+
+wine-stop:
+	scripts/wine.sh stop

@@ -1,0 +1,141 @@
+#include "options.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Exit code for bad usage, as BSD's sysexits and most command-line tools use. */
+#define EXIT_USAGE 2
+
+static void print_usage(FILE *out, const char *program, unsigned accepted)
+{
+    fprintf(out, "usage: %s%s\n", program, accepted ? " [options]" : "");
+    if (accepted & OPTION_PORT)
+        fprintf(out, "  --port N          port to listen on, 0-65535; 0 picks a free one "
+                     "(default %d)\n",
+                DEFAULT_PORT);
+    if (accepted & OPTION_BIND)
+        fprintf(out, "  --bind ADDRESS    IPv4 or IPv6 address to listen on; :: is every "
+                     "IPv6 and IPv4 address (default 127.0.0.1)\n");
+    if (accepted & OPTION_WORKERS)
+        fprintf(out, "  --workers N       worker threads, 1-%d (default: one per processor)\n",
+                MAX_WORKERS);
+    if (accepted & OPTION_MAX_CLIENTS)
+        fprintf(out, "  --max-clients N   client slots, 1-%d (default %d)\n", MAX_MAX_CLIENTS,
+                DEFAULT_MAX_CLIENTS);
+    fprintf(out, "  --help            show this help and exit\n");
+}
+
+static void usage_error(const char *program, unsigned accepted, const char *problem)
+{
+    fprintf(stderr, "%s: %s\n", program, problem);
+    print_usage(stderr, program, accepted);
+    exit(EXIT_USAGE);
+}
+
+/* Parses a whole decimal number in [low, high]; anything else (sign, spaces, junk) fails. */
+static int parse_number(const char *text, unsigned long low, unsigned long high,
+                        unsigned long *value)
+{
+    char *end;
+    unsigned long number;
+
+    if (text[0] < '0' || text[0] > '9')
+        return -1;
+    errno = 0;
+    number = strtoul(text, &end, 10);
+    if (errno != 0 || *end != '\0' || number < low || number > high)
+        return -1;
+    *value = number;
+    return 0;
+}
+
+struct numeric_option {
+    const char *name;
+    unsigned flag;
+    unsigned long low, high;
+};
+
+static const struct numeric_option numeric_options[] = {
+    {"--port", OPTION_PORT, 0, 65535},
+    {"--workers", OPTION_WORKERS, 1, MAX_WORKERS},
+    {"--max-clients", OPTION_MAX_CLIENTS, 1, MAX_MAX_CLIENTS},
+};
+
+static void store_number(struct options *options, unsigned flag, unsigned long value)
+{
+    if (flag == OPTION_PORT)
+        options->port = (unsigned short)value;
+    else if (flag == OPTION_WORKERS)
+        options->workers = (unsigned)value;
+    else
+        options->max_clients = (unsigned)value;
+}
+
+/* The program's file name without its folder, for messages. */
+static const char *program_name(int argc, char **argv)
+{
+    const char *name = argc > 0 && argv[0] != NULL ? argv[0] : "program";
+    const char *p;
+
+    for (p = name; *p != '\0'; p++)
+        if (*p == '\\' || *p == '/')
+            name = p + 1;
+    return name;
+}
+
+void parse_options(int argc, char **argv, unsigned accepted, struct options *options)
+{
+    const char *program = program_name(argc, argv);
+    char problem[200];
+    int i;
+    size_t n;
+
+    options->port = DEFAULT_PORT;
+    options->bind_address = NULL;
+    options->workers = 0;
+    options->max_clients = DEFAULT_MAX_CLIENTS;
+
+    for (i = 1; i < argc; i++) {
+        const char *name = argv[i];
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        int known = 0;
+
+        if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+            print_usage(stdout, program, accepted);
+            exit(EXIT_SUCCESS);
+        }
+        if (strcmp(name, "--bind") == 0 && (accepted & OPTION_BIND)) {
+            if (value == NULL || value[0] == '\0')
+                usage_error(program, accepted, "--bind needs an address");
+            options->bind_address = value;
+            i++;
+            continue;
+        }
+        for (n = 0; n < sizeof numeric_options / sizeof numeric_options[0]; n++) {
+            const struct numeric_option *option = &numeric_options[n];
+            unsigned long number;
+
+            if (strcmp(name, option->name) != 0 || !(accepted & option->flag))
+                continue;
+            known = 1;
+            if (value == NULL) {
+                snprintf(problem, sizeof problem, "%s needs a value", option->name);
+                usage_error(program, accepted, problem);
+            }
+            if (parse_number(value, option->low, option->high, &number) != 0) {
+                snprintf(problem, sizeof problem,
+                         "%s must be a whole number from %lu to %lu, not '%.40s'", option->name,
+                         option->low, option->high, value);
+                usage_error(program, accepted, problem);
+            }
+            store_number(options, option->flag, number);
+            i++;
+        }
+        if (!known) {
+            snprintf(problem, sizeof problem, "unknown option '%.40s'", name);
+            usage_error(program, accepted, problem);
+        }
+    }
+}

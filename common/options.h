@@ -1,0 +1,44 @@
+/**
+ * @file options.h
+ * @brief The command-line options every chapter shares: --port, --bind, --workers,
+ *        --max-clients and --help.
+ *
+ * Each chapter accepts only the options it has a use for, so `--workers` is an error
+ * for a chapter that has no worker threads yet.
+ */
+#ifndef IOCP_TUTORIAL_OPTIONS_H
+#define IOCP_TUTORIAL_OPTIONS_H
+
+/** Port used when --port is not given. */
+#define DEFAULT_PORT 9000
+/** Client slots used when --max-clients is not given. */
+#define DEFAULT_MAX_CLIENTS 64
+/** Upper bound for --max-clients: each slot holds its buffers for the life of the server. */
+#define MAX_MAX_CLIENTS 10000
+/** Upper bound for --workers: the threads are waited for with one WaitForMultipleObjects. */
+#define MAX_WORKERS 64
+
+/** Bit flags naming the options a chapter accepts. */
+enum option_flags {
+    OPTION_PORT = 1 << 0,        /**< --port N (0 lets the system choose) */
+    OPTION_BIND = 1 << 1,        /**< --bind ADDRESS (IPv4 or IPv6 literal) */
+    OPTION_WORKERS = 1 << 2,     /**< --workers N */
+    OPTION_MAX_CLIENTS = 1 << 3, /**< --max-clients N */
+};
+
+/** The parsed options; fields of options a chapter does not accept keep their defaults. */
+struct options {
+    unsigned short port;      /**< port to listen on, 0 for any free port */
+    const char *bind_address; /**< address literal to listen on, NULL for IPv4 loopback */
+    unsigned workers;         /**< worker threads, 0 for one per processor */
+    unsigned max_clients;     /**< client slots in the pool */
+};
+
+/**
+ * @brief Fills @p options from the command line, accepting only the options in
+ *        @p accepted; prints usage and exits 0 on --help, and prints the problem and
+ *        usage to stderr and exits 2 on anything it cannot accept.
+ */
+void parse_options(int argc, char **argv, unsigned accepted, struct options *options);
+
+#endif
