@@ -1,10 +1,13 @@
 /*
  * Chapter 03: accepting clients.
  *
- * An accepter thread takes connections off the listen backlog with a blocking accept()
- * and gives each a slot in a fixed pool. When every slot is taken, the new client is
- * refused (closed) and the accepter goes on accepting. On quit, the main thread closes
- * the listening socket, which ends the blocked accept(), and waits for the accepter.
+ * An accepter thread takes connections off the listen backlog with accept() and gives
+ * each a slot in a fixed pool. When every slot is taken, the new client is refused
+ * (closed) and the accepter goes on accepting. The accepter sleeps in
+ * WaitForMultipleObjects on two events: "a connection is waiting" (from WSAEventSelect)
+ * and "stop". On quit, main sets the stop event, waits for the accepter to end, and only
+ * then closes the listening socket: closesocket must never race another call on the
+ * same socket.
  */
 #include <winsock2.h>
 #include <ws2tcpip.h>
@@ -43,10 +46,9 @@ struct client {
 };
 
 /*
- * The server's state. Only the accepter thread touches the pool while it runs; main
- * reads it only after waiting for that thread to end, which orders the two, so no lock.
- * The one exception is `stopping`, which main sets while the accepter runs: it is only
- * read and written through Interlocked functions.
+ * The server's state. Only the accepter thread touches the listener and the pool while it
+ * runs; main touches them only after waiting for that thread to end, which orders the
+ * two, so they need no lock. The threads talk through the stop event alone.
  */
 struct server {
     SOCKET listener;
@@ -54,7 +56,8 @@ struct server {
     unsigned max_clients;
     unsigned used;             /* slots taken so far */
     unsigned long connections; /* connections accepted, for client ids */
-    volatile LONG stopping;    /* set before main closes the listener */
+    HANDLE stop_accepting;     /* manual-reset event: set by main on quit */
+    WSAEVENT connection_waiting; /* signalled by Winsock while the backlog is not empty */
 };
 
 /* Starts Winsock 2.2; returns 0, or -1 after reporting the error. */
@@ -210,11 +213,34 @@ static int is_transient_accept_error(int error)
     return error == WSAECONNRESET || error == WSAEMFILE || error == WSAENOBUFS;
 }
 
+/*
+ * Undoes what an accepted socket inherits from the listener's WSAEventSelect: the event
+ * association and non-blocking mode. Returns 0, or -1 after reporting the error.
+ */
+static int make_plain_socket(SOCKET socket_handle)
+{
+    u_long non_blocking = 0;
+
+    if (WSAEventSelect(socket_handle, NULL, 0) == SOCKET_ERROR) {
+        report_wsa_error("WSAEventSelect");
+        return -1;
+    }
+    if (ioctlsocket(socket_handle, FIONBIO, &non_blocking) == SOCKET_ERROR) {
+        report_wsa_error("ioctlsocket(FIONBIO)");
+        return -1;
+    }
+    return 0;
+}
+
 /* Takes a new client into a free slot, or refuses it by closing it when none is free. */
 static void admit_client(struct server *server, SOCKET socket_handle, const char *peer)
 {
     struct client *client;
 
+    if (make_plain_socket(socket_handle) != 0) {
+        close_socket(socket_handle);
+        return;
+    }
     if (server->used == server->max_clients) {
         printf("refused %s: all %u slots are taken\n", peer, server->max_clients);
         close_socket(socket_handle);
@@ -227,11 +253,12 @@ static void admit_client(struct server *server, SOCKET socket_handle, const char
            server->max_clients);
 }
 
-/* The accepter thread: accepts until the listening socket is closed. */
-static unsigned __stdcall accept_clients(void *context)
+/*
+ * Accepts every connection waiting in the backlog. Returns 0 when the backlog is empty,
+ * or -1 after reporting an error that leaves the listener unusable.
+ */
+static int accept_waiting_clients(struct server *server)
 {
-    struct server *server = context;
-
     for (;;) {
         struct sockaddr_storage peer;
         int peer_length = (int)sizeof peer;
@@ -246,24 +273,86 @@ static unsigned __stdcall accept_clients(void *context)
             continue;
         }
         error = WSAGetLastError();
-        if (InterlockedCompareExchange(&server->stopping, 0, 0))
-            return 0; /* main closed the listener: the normal way out */
+        if (error == WSAEWOULDBLOCK)
+            return 0; /* backlog empty: WSAEventSelect made the listener non-blocking */
         report_error("accept", (unsigned long)error);
         if (!is_transient_accept_error(error))
-            return 1;
+            return -1;
         if (error != WSAECONNRESET)
             Sleep(100); /* out of resources: give the system a moment rather than spin */
     }
 }
 
-/* Stops the accepter: closing the listener makes its blocked accept() return an error. */
+/* The accepter thread: accepts until main sets the stop event. */
+static unsigned __stdcall accept_clients(void *context)
+{
+    struct server *server = context;
+    /* The stop event comes first: when both are set, stopping wins. */
+    HANDLE events[2];
+
+    events[0] = server->stop_accepting;
+    events[1] = server->connection_waiting;
+    for (;;) {
+        WSANETWORKEVENTS happened;
+        DWORD woken = WaitForMultipleObjects(2, events, FALSE, INFINITE);
+
+        if (woken == WAIT_OBJECT_0)
+            return 0;
+        if (woken != WAIT_OBJECT_0 + 1) {
+            report_win_error("WaitForMultipleObjects");
+            return 1;
+        }
+        /* Also resets the event, so the next wait sleeps until another client arrives. */
+        if (WSAEnumNetworkEvents(server->listener, server->connection_waiting, &happened) ==
+            SOCKET_ERROR) {
+            report_wsa_error("WSAEnumNetworkEvents");
+            return 1;
+        }
+        if (accept_waiting_clients(server) != 0)
+            return 1;
+    }
+}
+
+/* Starts the accepter thread; returns its handle, or NULL after reporting the error. */
+static HANDLE start_accepting(struct server *server)
+{
+    HANDLE accepter;
+
+    server->stop_accepting = CreateEventA(NULL, TRUE, FALSE, NULL);
+    if (server->stop_accepting == NULL) {
+        report_win_error("CreateEvent");
+        return NULL;
+    }
+    server->connection_waiting = WSACreateEvent();
+    if (server->connection_waiting == WSA_INVALID_EVENT) {
+        report_wsa_error("WSACreateEvent");
+        return NULL;
+    }
+    /* Ask Winsock to signal the event whenever a connection is ready to be accepted. */
+    if (WSAEventSelect(server->listener, server->connection_waiting, FD_ACCEPT) ==
+        SOCKET_ERROR) {
+        report_wsa_error("WSAEventSelect");
+        return NULL;
+    }
+    accepter = (HANDLE)_beginthreadex(NULL, 0, accept_clients, server, 0, NULL);
+    if (accepter == NULL)
+        report_errno("_beginthreadex");
+    return accepter;
+}
+
+/* Stops the accepter and waits for it, then closes the listener and the events. */
 static void stop_accepting(struct server *server, HANDLE accepter)
 {
-    InterlockedExchange(&server->stopping, 1);
-    close_socket(server->listener);
+    if (!SetEvent(server->stop_accepting))
+        report_win_error("SetEvent");
     if (WaitForSingleObject(accepter, INFINITE) != WAIT_OBJECT_0)
         report_win_error("WaitForSingleObject");
     if (!CloseHandle(accepter))
+        report_win_error("CloseHandle");
+    close_socket(server->listener);
+    if (!WSACloseEvent(server->connection_waiting))
+        report_wsa_error("WSACloseEvent");
+    if (!CloseHandle(server->stop_accepting))
         report_win_error("CloseHandle");
 }
 
@@ -307,9 +396,8 @@ int main(int argc, char **argv)
         stop_winsock();
         return EXIT_FAILURE;
     }
-    accepter = (HANDLE)_beginthreadex(NULL, 0, accept_clients, &server, 0, NULL);
+    accepter = start_accepting(&server);
     if (accepter == NULL) {
-        report_errno("_beginthreadex");
         close_socket(server.listener);
         stop_winsock();
         return EXIT_FAILURE;
