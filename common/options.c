@@ -12,8 +12,9 @@ static void print_usage(FILE *out, const char *program, unsigned accepted)
 {
     fprintf(out, "usage: %s%s\n", program, accepted ? " [options]" : "");
     if (accepted & OPTION_PORT)
-        fprintf(out, "  --port N          port to listen on, 0-65535; 0 picks a free one "
-                     "(default %d)\n",
+        fprintf(out,
+                "  --port N          port to listen on, 0-65535; 0 picks a free one "
+                "(default %d)\n",
                 DEFAULT_PORT);
     if (accepted & OPTION_BIND)
         fprintf(out, "  --bind ADDRESS    IPv4 or IPv6 address to listen on; :: is every "

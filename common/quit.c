@@ -12,7 +12,14 @@
  * one to swap its reason into stop_reason wins; the event then wakes quit_wait().
  * The Interlocked call is a full barrier, so the reason is visible before the event is set.
  */
-enum stop_reason { STOP_NONE, STOP_QUIT, STOP_END_OF_INPUT, STOP_CTRL_C, STOP_CTRL_BREAK, STOP_CLOSE };
+enum stop_reason {
+    STOP_NONE,
+    STOP_QUIT,
+    STOP_END_OF_INPUT,
+    STOP_CTRL_C,
+    STOP_CTRL_BREAK,
+    STOP_CLOSE
+};
 static const char *const stop_reason_names[] = {
     "none", "quit", "end of input", "Ctrl+C", "Ctrl+Break", "console closed",
 };

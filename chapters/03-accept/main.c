@@ -54,9 +54,9 @@ struct server {
     SOCKET listener;
     struct client *clients; /* the pool: max_clients slots */
     unsigned max_clients;
-    unsigned used;             /* slots taken so far */
-    unsigned long connections; /* connections accepted, for client ids */
-    HANDLE stop_accepting;     /* manual-reset event: set by main on quit */
+    unsigned used;               /* slots taken so far */
+    unsigned long connections;   /* connections accepted, for client ids */
+    HANDLE stop_accepting;       /* manual-reset event: set by main on quit */
     WSAEVENT connection_waiting; /* signalled by Winsock while the backlog is not empty */
 };
 
@@ -171,15 +171,15 @@ static SOCKET open_listener(const struct sockaddr_storage *address, int length)
     SOCKET listener;
 
     /* WSA_FLAG_OVERLAPPED now, because later chapters do overlapped I/O on its sockets. */
-    listener = WSASocketW(address->ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
-                          WSA_FLAG_OVERLAPPED);
+    listener =
+        WSASocketW(address->ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
     if (listener == INVALID_SOCKET) {
         report_wsa_error("WSASocketW");
         return INVALID_SOCKET;
     }
     /* No other socket may bind this address while we hold it, not even with SO_REUSEADDR. */
-    if (set_int_option(listener, SOL_SOCKET, SO_EXCLUSIVEADDRUSE,
-                       "setsockopt(SO_EXCLUSIVEADDRUSE)", 1) != 0 ||
+    if (set_int_option(listener, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, "setsockopt(SO_EXCLUSIVEADDRUSE)",
+                       1) != 0 ||
         /* An IPv6 socket bound to :: also takes IPv4 clients (as ::ffff:a.b.c.d). */
         (address->ss_family == AF_INET6 &&
          set_int_option(listener, IPPROTO_IPV6, IPV6_V6ONLY, "setsockopt(IPV6_V6ONLY)", 0) != 0))
@@ -197,8 +197,7 @@ static SOCKET open_listener(const struct sockaddr_storage *address, int length)
         report_wsa_error("getsockname");
         goto fail;
     }
-    printf("listening on %s\n",
-           format_address((const struct sockaddr *)&bound, text, sizeof text));
+    printf("listening on %s\n", format_address((const struct sockaddr *)&bound, text, sizeof text));
     return listener;
 
 fail:
@@ -329,8 +328,7 @@ static HANDLE start_accepting(struct server *server)
         return NULL;
     }
     /* Ask Winsock to signal the event whenever a connection is ready to be accepted. */
-    if (WSAEventSelect(server->listener, server->connection_waiting, FD_ACCEPT) ==
-        SOCKET_ERROR) {
+    if (WSAEventSelect(server->listener, server->connection_waiting, FD_ACCEPT) == SOCKET_ERROR) {
         report_wsa_error("WSAEventSelect");
         return NULL;
     }
