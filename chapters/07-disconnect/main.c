@@ -1,0 +1,763 @@
+/*
+ * Chapter 07: disconnects, and the life of a client context.
+ *
+ * Two kinds of context travel through the completion port:
+ *
+ *   - the per-socket context, `struct client`: one per connection. Its address is the
+ *     completion key given when the socket is associated, and the port hands that key
+ *     back with every completion on that socket.
+ *   - the per-I/O context, `struct io_context`: one per operation in flight, with an
+ *     OVERLAPPED as its first member. The port hands back the OVERLAPPED's address, and
+ *     CONTAINING_RECORD turns it back into the context around it.
+ *
+ * A connection ends in one of three ways: the peer closes (a receive of zero bytes), the
+ * peer resets, or one of our own calls fails. Whichever thread sees the end first closes
+ * the socket, exactly once, under the client's lock. The client context holds a
+ * reference count: one for the open connection plus one for each I/O in flight. When it
+ * drops to zero nothing can touch the context any more, so its slot goes back to the
+ * pool for the next connection.
+ */
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+#include <process.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "options.h"
+#include "quit.h"
+
+#define WANTED_MAJOR 2
+#define WANTED_MINOR 2
+/* Exit code for a bad command line, the same as parse_options uses. */
+#define EXIT_USAGE 2
+/* Bytes one overlapped operation can carry; a longer message takes several. */
+#define IO_BUFFER_SIZE 4096
+/* Room for the reason a connection ended, such as "receive failed: 64 <message>". */
+#define REASON_SIZE 160
+/* Room for "[" + the longest IPv6 text + "]:65535". */
+#define ADDRESS_TEXT_SIZE (INET6_ADDRSTRLEN + 9)
+
+/* Stops Winsock, once for each successful WSAStartup; returns 0, or -1 after reporting. */
+static int stop_winsock(void)
+{
+    if (WSACleanup() != 0) {
+        report_wsa_error("WSACleanup");
+        return -1;
+    }
+    return 0;
+}
+
+/* What an I/O context is doing, so a worker knows what a completion means. */
+enum io_operation { OPERATION_RECEIVE, OPERATION_SEND };
+
+/* One overlapped operation: the per-I/O context. */
+struct io_context {
+    OVERLAPPED overlapped; /* first, and must stay valid until the completion is dequeued */
+    enum io_operation operation;
+    WSABUF buffer_descriptor;
+    DWORD length; /* bytes in buffer to send */
+    DWORD sent;   /* bytes of them sent so far */
+    char buffer[IO_BUFFER_SIZE];
+};
+
+struct server;
+
+/*
+ * One connected client: the per-socket context, and its completion key. `references`
+ * counts the open connection plus each I/O in flight; it changes only through
+ * Interlocked calls, since the accepter and the workers all hold references. `lock`
+ * guards `socket` and `end_reason`, so a close can never race a post on the same handle.
+ */
+struct client {
+    SOCKET socket;
+    unsigned long id; /* 1 for the first connection, 2 for the next... */
+    struct io_context receive;
+    struct io_context send; /* never the receive's context: each operation has its own */
+    struct server *server;
+    CRITICAL_SECTION lock;
+    volatile LONG references;
+    char end_reason[REASON_SIZE];
+    struct client *next_free; /* while the slot is in the free list */
+};
+
+/*
+ * The server's state. Only the accepter thread touches the listener while it runs; main
+ * touches it only after waiting for that thread to end. The pool is different: the
+ * accepter takes slots and workers give them back, so `pool_lock` guards `free_clients`
+ * and `live`.
+ */
+struct server {
+    SOCKET listener;
+    struct client *clients; /* the pool: max_clients slots */
+    unsigned max_clients;
+    CRITICAL_SECTION pool_lock;
+    struct client *free_clients; /* slots not in use, most recently freed first */
+    unsigned live;               /* slots in use */
+    unsigned long connections;   /* connections accepted, for client ids */
+    HANDLE stop_accepting;       /* manual-reset event: set by main on quit */
+    WSAEVENT connection_waiting; /* signalled by Winsock while the backlog is not empty */
+    HANDLE port;                 /* the I/O completion port every client is associated with */
+    HANDLE *workers;             /* worker thread handles */
+    unsigned worker_count;
+};
+
+/* Starts Winsock 2.2; returns 0, or -1 after reporting the error. */
+static int start_winsock(void)
+{
+    WSADATA data;
+    int error;
+
+    /* MAKEWORD(low, high): the low byte is the major version, the high byte the minor. */
+    error = WSAStartup(MAKEWORD(WANTED_MAJOR, WANTED_MINOR), &data);
+    if (error != 0) {
+        /* WSAStartup returns its error; WSAGetLastError is not usable before it succeeds. */
+        report_error("WSAStartup", (unsigned long)error);
+        return -1;
+    }
+    printf("WSAStartup: asked for %d.%d, got %d.%d\n", WANTED_MAJOR, WANTED_MINOR,
+           LOBYTE(data.wVersion), HIBYTE(data.wVersion));
+    if (LOBYTE(data.wVersion) != WANTED_MAJOR || HIBYTE(data.wVersion) != WANTED_MINOR) {
+        fprintf(stderr, "WSAStartup gave version %d.%d, not %d.%d\n", LOBYTE(data.wVersion),
+                HIBYTE(data.wVersion), WANTED_MAJOR, WANTED_MINOR);
+        /* The call itself succeeded, so it still needs its WSACleanup. */
+        stop_winsock();
+        return -1;
+    }
+    return 0;
+}
+
+/* Closes a socket, reporting a failure; for sockets we are done with. */
+static void close_socket(SOCKET socket_handle)
+{
+    if (closesocket(socket_handle) == SOCKET_ERROR)
+        report_wsa_error("closesocket");
+}
+
+/* Writes "address:port" (IPv6 as "[address]:port") for an IPv4 or IPv6 socket address. */
+static const char *format_address(const struct sockaddr *address, char *text, size_t size)
+{
+    char host[INET6_ADDRSTRLEN];
+    const void *raw;
+    unsigned short port;
+
+    if (address->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)address;
+        raw = &v6->sin6_addr;
+        port = ntohs(v6->sin6_port);
+    } else {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)address;
+        raw = &v4->sin_addr;
+        port = ntohs(v4->sin_port);
+    }
+    if (inet_ntop(address->sa_family, raw, host, sizeof host) == NULL) {
+        report_wsa_error("inet_ntop");
+        snprintf(text, size, "(unknown address)");
+        return text;
+    }
+    snprintf(text, size, address->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+    return text;
+}
+
+/*
+ * Fills in the address to listen on: IPv4 loopback unless --bind names an IPv4 or IPv6
+ * address. Returns its length, or 0 after saying why the --bind text is not an address.
+ */
+static int make_listen_address(const struct options *options, struct sockaddr_storage *address)
+{
+    struct sockaddr_in *v4 = (struct sockaddr_in *)address;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)address;
+
+    memset(address, 0, sizeof *address);
+    if (options->bind_address == NULL) {
+        /* Loopback by default: only this machine can reach a server still being built. */
+        v4->sin_family = AF_INET;
+        v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        v4->sin_port = htons(options->port);
+        return (int)sizeof *v4;
+    }
+    if (inet_pton(AF_INET, options->bind_address, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(options->port);
+        return (int)sizeof *v4;
+    }
+    if (inet_pton(AF_INET6, options->bind_address, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(options->port);
+        return (int)sizeof *v6;
+    }
+    fprintf(stderr, "--bind: '%s' is not an IPv4 or IPv6 address\n", options->bind_address);
+    return 0;
+}
+
+/* Sets an integer socket option; returns 0, or -1 after reporting the error. */
+static int set_int_option(SOCKET socket_handle, int level, int name, const char *what, int value)
+{
+    if (setsockopt(socket_handle, level, name, (const char *)&value, (int)sizeof value) ==
+        SOCKET_ERROR) {
+        report_wsa_error(what);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Opens, binds and starts a listening socket for the options' address and prints the
+ * address it got. Returns the socket, or INVALID_SOCKET after reporting the error.
+ */
+static SOCKET open_listener(const struct sockaddr_storage *address, int length)
+{
+    struct sockaddr_storage bound;
+    int bound_length = (int)sizeof bound;
+    char text[ADDRESS_TEXT_SIZE];
+    SOCKET listener;
+
+    /* WSA_FLAG_OVERLAPPED now, because later chapters do overlapped I/O on its sockets. */
+    listener =
+        WSASocketW(address->ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+    if (listener == INVALID_SOCKET) {
+        report_wsa_error("WSASocketW");
+        return INVALID_SOCKET;
+    }
+    /* No other socket may bind this address while we hold it, not even with SO_REUSEADDR. */
+    if (set_int_option(listener, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, "setsockopt(SO_EXCLUSIVEADDRUSE)",
+                       1) != 0 ||
+        /* An IPv6 socket bound to :: also takes IPv4 clients (as ::ffff:a.b.c.d). */
+        (address->ss_family == AF_INET6 &&
+         set_int_option(listener, IPPROTO_IPV6, IPV6_V6ONLY, "setsockopt(IPV6_V6ONLY)", 0) != 0))
+        goto fail;
+    if (bind(listener, (const struct sockaddr *)address, length) == SOCKET_ERROR) {
+        report_wsa_error("bind");
+        goto fail;
+    }
+    if (listen(listener, SOMAXCONN) == SOCKET_ERROR) {
+        report_wsa_error("listen");
+        goto fail;
+    }
+    /* With port 0 the system picked a port: ask the socket which one. */
+    if (getsockname(listener, (struct sockaddr *)&bound, &bound_length) == SOCKET_ERROR) {
+        report_wsa_error("getsockname");
+        goto fail;
+    }
+    printf("listening on %s\n", format_address((const struct sockaddr *)&bound, text, sizeof text));
+    return listener;
+
+fail:
+    close_socket(listener);
+    return INVALID_SOCKET;
+}
+
+/* Whether accept() failed because of that one connection, so accepting can go on. */
+static int is_transient_accept_error(int error)
+{
+    /* The client reset before we accepted it, or we are out of sockets or buffers for now. */
+    return error == WSAECONNRESET || error == WSAEMFILE || error == WSAENOBUFS;
+}
+
+/*
+ * Undoes what an accepted socket inherits from the listener's WSAEventSelect: the event
+ * association and non-blocking mode. Returns 0, or -1 after reporting the error.
+ */
+static int make_plain_socket(SOCKET socket_handle)
+{
+    u_long non_blocking = 0;
+
+    if (WSAEventSelect(socket_handle, NULL, 0) == SOCKET_ERROR) {
+        report_wsa_error("WSAEventSelect");
+        return -1;
+    }
+    if (ioctlsocket(socket_handle, FIONBIO, &non_blocking) == SOCKET_ERROR) {
+        report_wsa_error("ioctlsocket(FIONBIO)");
+        return -1;
+    }
+    return 0;
+}
+
+/* Adds a reference to a client: for an I/O about to be posted. */
+static void hold_client(struct client *client)
+{
+    InterlockedIncrement(&client->references);
+}
+
+/*
+ * Drops a reference; the last one gives the slot back to the pool. Only then is the
+ * context free: no I/O on it is in flight and no thread holds it.
+ */
+static void release_client(struct client *client)
+{
+    struct server *server = client->server;
+
+    if (InterlockedDecrement(&client->references) != 0)
+        return;
+    EnterCriticalSection(&server->pool_lock);
+    client->next_free = server->free_clients;
+    server->free_clients = client;
+    server->live--;
+    /* Printed under the lock, so the live counts appear in the order they happened. */
+    printf("client %lu disconnected: %s (%u live)\n", client->id, client->end_reason, server->live);
+    LeaveCriticalSection(&server->pool_lock);
+}
+
+/*
+ * Closes a client's socket if no other thread has, and drops the connection's
+ * reference. A graceful close sends FIN after the data already sent; an abortive close
+ * (linger on, timeout 0) sends RST and discards anything unsent, for broken connections.
+ */
+static void end_client(struct client *client, int abortive, const char *reason)
+{
+    static const struct linger reset_on_close = {1, 0};
+    SOCKET socket_handle;
+
+    EnterCriticalSection(&client->lock);
+    socket_handle = client->socket;
+    client->socket = INVALID_SOCKET;
+    if (socket_handle != INVALID_SOCKET)
+        snprintf(client->end_reason, sizeof client->end_reason, "%s", reason);
+    LeaveCriticalSection(&client->lock);
+    if (socket_handle == INVALID_SOCKET)
+        return; /* another thread closed it first, and dropped the connection's reference */
+
+    if (abortive) {
+        if (setsockopt(socket_handle, SOL_SOCKET, SO_LINGER, (const char *)&reset_on_close,
+                       (int)sizeof reset_on_close) == SOCKET_ERROR)
+            report_wsa_error("setsockopt(SO_LINGER)");
+    } else if (shutdown(socket_handle, SD_SEND) == SOCKET_ERROR) {
+        report_wsa_error("shutdown");
+    }
+    close_socket(socket_handle);
+    release_client(client);
+}
+
+/* Ends a client after a failed I/O or call, naming it and its error in the reason. */
+static void end_client_after_error(struct client *client, const char *what, unsigned long error)
+{
+    char text[256];
+    char reason[REASON_SIZE];
+
+    snprintf(reason, sizeof reason, "%s failed: %lu %s", what, error,
+             error_text(error, text, sizeof text));
+    end_client(client, 1, reason);
+}
+
+/*
+ * Posts an overlapped receive into the client's buffer. Returns 0 when it is in flight
+ * (its completion will reach a worker even if it finished at once), or -1 after
+ * reporting the error.
+ */
+static int post_receive(struct client *client)
+{
+    struct io_context *io = &client->receive;
+    DWORD flags = 0; /* in and out: must be set before the call */
+    int error = 0;
+
+    /* A fresh OVERLAPPED for every call: the system uses it while the I/O is pending. */
+    memset(&io->overlapped, 0, sizeof io->overlapped);
+    io->operation = OPERATION_RECEIVE;
+    io->buffer_descriptor.buf = io->buffer;
+    io->buffer_descriptor.len = sizeof io->buffer;
+    hold_client(client); /* the receive's reference, dropped when its completion is handled */
+    EnterCriticalSection(&client->lock);
+    if (client->socket == INVALID_SOCKET)
+        error = WSAENOTSOCK; /* closed already: nothing to post on */
+    else if (WSARecv(client->socket, &io->buffer_descriptor, 1, NULL, &flags, &io->overlapped,
+                     NULL) == SOCKET_ERROR &&
+             WSAGetLastError() != WSA_IO_PENDING)
+        error = WSAGetLastError();
+    LeaveCriticalSection(&client->lock);
+    if (error != 0) {
+        /* No completion will come for an I/O that was never posted: drop its reference. */
+        end_client_after_error(client, "WSARecv", (unsigned long)error);
+        release_client(client);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Posts an overlapped send of the send context's bytes not sent yet. Returns 0 when it is
+ * in flight, or -1 after reporting the error.
+ */
+static int post_send(struct client *client)
+{
+    struct io_context *io = &client->send;
+    int error = 0;
+
+    memset(&io->overlapped, 0, sizeof io->overlapped);
+    io->operation = OPERATION_SEND;
+    io->buffer_descriptor.buf = io->buffer + io->sent;
+    io->buffer_descriptor.len = io->length - io->sent;
+    hold_client(client); /* the send's reference, dropped when its completion is handled */
+    EnterCriticalSection(&client->lock);
+    if (client->socket == INVALID_SOCKET)
+        error = WSAENOTSOCK;
+    else if (WSASend(client->socket, &io->buffer_descriptor, 1, NULL, 0, &io->overlapped, NULL) ==
+                 SOCKET_ERROR &&
+             WSAGetLastError() != WSA_IO_PENDING)
+        error = WSAGetLastError();
+    LeaveCriticalSection(&client->lock);
+    if (error != 0) {
+        end_client_after_error(client, "WSASend", (unsigned long)error);
+        release_client(client);
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes a free slot from the pool, or returns NULL when every slot is in use. */
+static struct client *take_free_client(struct server *server)
+{
+    struct client *client;
+
+    EnterCriticalSection(&server->pool_lock);
+    client = server->free_clients;
+    if (client != NULL) {
+        server->free_clients = client->next_free;
+        server->live++;
+    }
+    LeaveCriticalSection(&server->pool_lock);
+    return client;
+}
+
+/* Gives back a slot that never got a connection going. */
+static void return_unused_client(struct server *server, struct client *client)
+{
+    EnterCriticalSection(&server->pool_lock);
+    client->next_free = server->free_clients;
+    server->free_clients = client;
+    server->live--;
+    LeaveCriticalSection(&server->pool_lock);
+}
+
+/* Takes a new client into a free slot, or refuses it by closing it when none is free. */
+static void admit_client(struct server *server, SOCKET socket_handle, const char *peer)
+{
+    struct client *client;
+
+    if (make_plain_socket(socket_handle) != 0) {
+        close_socket(socket_handle);
+        return;
+    }
+    client = take_free_client(server);
+    if (client == NULL) {
+        printf("refused %s: all %u slots are taken\n", peer, server->max_clients);
+        close_socket(socket_handle);
+        return;
+    }
+    /*
+     * The client's address becomes the completion key: every completion for this socket
+     * will carry it. Failure is NULL, not INVALID_HANDLE_VALUE.
+     */
+    if (CreateIoCompletionPort((HANDLE)socket_handle, server->port, (ULONG_PTR)client, 0) == NULL) {
+        report_win_error("CreateIoCompletionPort");
+        close_socket(socket_handle);
+        return_unused_client(server, client);
+        return;
+    }
+    client->socket = socket_handle;
+    client->id = ++server->connections;
+    client->references = 1; /* the open connection's reference, dropped by end_client */
+    printf("client %lu connected from %s (slot %u of %u)\n", client->id, peer,
+           (unsigned)(client - server->clients) + 1, server->max_clients);
+    printf("client %lu associated with port %p, completion key %p\n", client->id,
+           (void *)server->port, (void *)client);
+    /* Last: once the receive is posted, a worker may be using the client. */
+    post_receive(client);
+}
+
+/*
+ * Accepts every connection waiting in the backlog. Returns 0 when the backlog is empty,
+ * or -1 after reporting an error that leaves the listener unusable.
+ */
+static int accept_waiting_clients(struct server *server)
+{
+    for (;;) {
+        struct sockaddr_storage peer;
+        int peer_length = (int)sizeof peer;
+        char text[ADDRESS_TEXT_SIZE];
+        SOCKET socket_handle;
+        int error;
+
+        socket_handle = accept(server->listener, (struct sockaddr *)&peer, &peer_length);
+        if (socket_handle != INVALID_SOCKET) {
+            admit_client(server, socket_handle,
+                         format_address((const struct sockaddr *)&peer, text, sizeof text));
+            continue;
+        }
+        error = WSAGetLastError();
+        if (error == WSAEWOULDBLOCK)
+            return 0; /* backlog empty: WSAEventSelect made the listener non-blocking */
+        report_error("accept", (unsigned long)error);
+        if (!is_transient_accept_error(error))
+            return -1;
+        if (error != WSAECONNRESET)
+            Sleep(100); /* out of resources: give the system a moment rather than spin */
+    }
+}
+
+/* The accepter thread: accepts until main sets the stop event. */
+static unsigned __stdcall accept_clients(void *context)
+{
+    struct server *server = context;
+    /* The stop event comes first: when both are set, stopping wins. */
+    HANDLE events[2];
+
+    events[0] = server->stop_accepting;
+    events[1] = server->connection_waiting;
+    for (;;) {
+        WSANETWORKEVENTS happened;
+        DWORD woken = WaitForMultipleObjects(2, events, FALSE, INFINITE);
+
+        if (woken == WAIT_OBJECT_0)
+            return 0;
+        if (woken != WAIT_OBJECT_0 + 1) {
+            report_win_error("WaitForMultipleObjects");
+            return 1;
+        }
+        /* Also resets the event, so the next wait sleeps until another client arrives. */
+        if (WSAEnumNetworkEvents(server->listener, server->connection_waiting, &happened) ==
+            SOCKET_ERROR) {
+            report_wsa_error("WSAEnumNetworkEvents");
+            return 1;
+        }
+        if (accept_waiting_clients(server) != 0)
+            return 1;
+    }
+}
+
+/* Starts the accepter thread; returns its handle, or NULL after reporting the error. */
+static HANDLE start_accepting(struct server *server)
+{
+    HANDLE accepter;
+
+    server->stop_accepting = CreateEventA(NULL, TRUE, FALSE, NULL);
+    if (server->stop_accepting == NULL) {
+        report_win_error("CreateEvent");
+        return NULL;
+    }
+    server->connection_waiting = WSACreateEvent();
+    if (server->connection_waiting == WSA_INVALID_EVENT) {
+        report_wsa_error("WSACreateEvent");
+        return NULL;
+    }
+    /* Ask Winsock to signal the event whenever a connection is ready to be accepted. */
+    if (WSAEventSelect(server->listener, server->connection_waiting, FD_ACCEPT) == SOCKET_ERROR) {
+        report_wsa_error("WSAEventSelect");
+        return NULL;
+    }
+    accepter = (HANDLE)_beginthreadex(NULL, 0, accept_clients, server, 0, NULL);
+    if (accepter == NULL)
+        report_errno("_beginthreadex");
+    return accepter;
+}
+
+/* Stops the accepter and waits for it, then closes the listener and the events. */
+static void stop_accepting(struct server *server, HANDLE accepter)
+{
+    if (!SetEvent(server->stop_accepting))
+        report_win_error("SetEvent");
+    if (WaitForSingleObject(accepter, INFINITE) != WAIT_OBJECT_0)
+        report_win_error("WaitForSingleObject");
+    if (!CloseHandle(accepter))
+        report_win_error("CloseHandle");
+    close_socket(server->listener);
+    if (!WSACloseEvent(server->connection_waiting))
+        report_wsa_error("WSACloseEvent");
+    if (!CloseHandle(server->stop_accepting))
+        report_win_error("CloseHandle");
+}
+
+/* Creates the completion port; returns it, or NULL after reporting the error. */
+static HANDLE create_completion_port(unsigned concurrency)
+{
+    /*
+     * No file yet (INVALID_HANDLE_VALUE, no existing port, key 0): this only creates the
+     * port. Concurrency: how many threads the port lets run at once.
+     */
+    HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, concurrency);
+
+    if (port == NULL)
+        report_win_error("CreateIoCompletionPort");
+    else
+        printf("completion port %p created\n", (void *)port);
+    return port;
+}
+
+/* Handles one dequeued receive completion for a client. */
+static void on_receive(struct client *client, struct io_context *io, BOOL succeeded, DWORD bytes)
+{
+    if (!succeeded) {
+        /*
+         * A failed I/O still completes through the port, and still needs cleaning up. A
+         * peer's reset usually shows as 64 (ERROR_NETNAME_DELETED) here, not 10054.
+         */
+        end_client_after_error(client, "receive", GetLastError());
+        return;
+    }
+    if (bytes == 0) {
+        /* A successful receive of zero bytes: the peer closed its side (sent FIN). */
+        end_client(client, 0, "peer closed the connection");
+        return;
+    }
+    /* Echo: copy into the send context, so the receive buffer is free for the next read. */
+    memcpy(client->send.buffer, io->buffer, bytes);
+    client->send.length = bytes;
+    client->send.sent = 0;
+    post_send(client);
+}
+
+/* Handles one dequeued send completion: sends the rest, or goes back to receiving. */
+static void on_send(struct client *client, struct io_context *io, BOOL succeeded, DWORD bytes)
+{
+    if (!succeeded) {
+        end_client_after_error(client, "send", GetLastError());
+        return;
+    }
+    io->sent += bytes;
+    /* Fewer bytes than asked: send the rest before receiving again, or bytes would be lost. */
+    if (io->sent < io->length) {
+        post_send(client);
+        return;
+    }
+    post_receive(client);
+}
+
+/* A worker thread: handles completions until waiting on the port itself fails. */
+static unsigned __stdcall run_worker(void *context)
+{
+    struct server *server = context;
+
+    for (;;) {
+        DWORD bytes = 0;
+        ULONG_PTR key = 0;
+        OVERLAPPED *overlapped = NULL;
+        BOOL succeeded =
+            GetQueuedCompletionStatus(server->port, &bytes, &key, &overlapped, INFINITE);
+        struct io_context *io;
+        struct client *client;
+
+        if (overlapped == NULL) {
+            /* No packet was dequeued: the wait itself failed (the port is unusable). */
+            report_win_error("GetQueuedCompletionStatus");
+            return 1;
+        }
+        /* A packet was dequeued, for an I/O that succeeded or failed. */
+        io = CONTAINING_RECORD(overlapped, struct io_context, overlapped);
+        client = (struct client *)key;
+        if (io->operation == OPERATION_RECEIVE)
+            on_receive(client, io, succeeded, bytes);
+        else
+            on_send(client, io, succeeded, bytes);
+        /* This completion's reference: the handler above has posted the next I/O, if any. */
+        release_client(client);
+    }
+}
+
+/* Starts the worker threads; returns 0, or -1 after reporting the error. */
+static int start_workers(struct server *server)
+{
+    unsigned i;
+
+    server->workers = calloc(server->worker_count, sizeof *server->workers);
+    if (server->workers == NULL) {
+        report_errno("calloc");
+        return -1;
+    }
+    for (i = 0; i < server->worker_count; i++) {
+        server->workers[i] = (HANDLE)_beginthreadex(NULL, 0, run_worker, server, 0, NULL);
+        if (server->workers[i] == NULL) {
+            report_errno("_beginthreadex");
+            return -1;
+        }
+    }
+    printf("%u worker threads waiting on the port; each receive takes up to %d bytes\n",
+           server->worker_count, IO_BUFFER_SIZE);
+    return 0;
+}
+
+/* Allocates the pool with every slot free; returns 0, or -1 after reporting the error. */
+static int create_pool(struct server *server)
+{
+    unsigned i;
+
+    server->clients = calloc(server->max_clients, sizeof *server->clients);
+    if (server->clients == NULL) {
+        report_errno("calloc");
+        return -1;
+    }
+    InitializeCriticalSection(&server->pool_lock);
+    /* Pushed in reverse, so slot 1 is handed out first. */
+    for (i = server->max_clients; i-- > 0;) {
+        struct client *client = &server->clients[i];
+
+        client->server = server;
+        client->socket = INVALID_SOCKET;
+        InitializeCriticalSection(&client->lock);
+        client->next_free = server->free_clients;
+        server->free_clients = client;
+    }
+    return 0;
+}
+
+/* The default worker count: one per processor, as the port's concurrency also allows. */
+static unsigned processor_count(void)
+{
+    SYSTEM_INFO info;
+
+    GetSystemInfo(&info);
+    return info.dwNumberOfProcessors > 0 ? info.dwNumberOfProcessors : 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct options options;
+    struct sockaddr_storage address;
+    int address_length;
+    struct server server = {0};
+    HANDLE accepter;
+
+    /* A pipe makes stdout fully buffered on Windows; a reader must see each line at once. */
+    setvbuf(stdout, NULL, _IONBF, 0);
+    parse_options(argc, argv, OPTION_PORT | OPTION_BIND | OPTION_MAX_CLIENTS | OPTION_WORKERS,
+                  &options);
+    address_length = make_listen_address(&options, &address);
+    if (address_length == 0)
+        return EXIT_USAGE;
+
+    server.max_clients = options.max_clients;
+    server.worker_count = options.workers ? options.workers : processor_count();
+    if (create_pool(&server) != 0)
+        return EXIT_FAILURE;
+
+    if (start_winsock() != 0)
+        return EXIT_FAILURE;
+    server.port = create_completion_port(server.worker_count);
+    if (server.port == NULL || start_workers(&server) != 0) {
+        stop_winsock();
+        return EXIT_FAILURE;
+    }
+    server.listener = open_listener(&address, address_length);
+    if (server.listener == INVALID_SOCKET || quit_watch_start() != 0) {
+        if (server.listener != INVALID_SOCKET)
+            close_socket(server.listener);
+        stop_winsock();
+        return EXIT_FAILURE;
+    }
+    accepter = start_accepting(&server);
+    if (accepter == NULL) {
+        close_socket(server.listener);
+        stop_winsock();
+        return EXIT_FAILURE;
+    }
+
+    printf("stopping: %s\n", quit_wait());
+    stop_accepting(&server, accepter);
+    /*
+     * The workers are still waiting on the port and receives are still in flight, so
+     * nothing they use may be closed or freed here. Returning from main ends the process,
+     * and the system closes what is left; chapter 08 stops everything in order.
+     */
+    return EXIT_SUCCESS;
+}
