@@ -147,7 +147,7 @@ notes:
 notes-check:
 	@scripts/notes.sh --check
 
-test: all tools-wine tools-test
+test: all check-build tools-wine tools-test
 	$(PYTEST) -p no:cacheprovider tests
 
 # --- formatting, editor support, docs ---------------------------------------------------
