@@ -44,7 +44,7 @@ static int start_winsock(void)
     /* MAKEWORD(low, high): the low byte is the major version, the high byte the minor. */
     error = WSAStartup(MAKEWORD(WANTED_MAJOR, WANTED_MINOR), &data);
     if (error != 0) {
-        /* WSAStartup returns its error; WSAGetLastError is not usable before it succeeds. */
+        /* WSAStartup returns its error; its page says not to use WSAGetLastError for it. */
         report_error("WSAStartup", (unsigned long)error);
         return -1;
     }

@@ -71,7 +71,7 @@ struct server {
     struct client *clients; /* the pool: max_clients slots */
     unsigned max_clients;
     unsigned used;               /* slots taken so far */
-    unsigned long connections;   /* connections accepted, for client ids */
+    unsigned long connections;   /* clients admitted so far, for client ids */
     HANDLE stop_accepting;       /* manual-reset event: set by main on quit */
     WSAEVENT connection_waiting; /* signalled by Winsock while the backlog is not empty */
     HANDLE port;                 /* the I/O completion port every client is associated with */
@@ -88,7 +88,7 @@ static int start_winsock(void)
     /* MAKEWORD(low, high): the low byte is the major version, the high byte the minor. */
     error = WSAStartup(MAKEWORD(WANTED_MAJOR, WANTED_MINOR), &data);
     if (error != 0) {
-        /* WSAStartup returns its error; WSAGetLastError is not usable before it succeeds. */
+        /* WSAStartup returns its error; its page says not to use WSAGetLastError for it. */
         report_error("WSAStartup", (unsigned long)error);
         return -1;
     }
@@ -346,7 +346,10 @@ static int accept_waiting_clients(struct server *server)
     }
 }
 
-/* The accepter thread: accepts until main sets the stop event. */
+/*
+ * The accepter thread: accepts until main sets the stop event. After an error it ends
+ * early with exit code 1; the clients already connected are still served.
+ */
 static unsigned __stdcall accept_clients(void *context)
 {
     struct server *server = context;
@@ -363,17 +366,19 @@ static unsigned __stdcall accept_clients(void *context)
             return 0;
         if (woken != WAIT_OBJECT_0 + 1) {
             report_win_error("WaitForMultipleObjects");
-            return 1;
+            break;
         }
         /* Also resets the event, so the next wait sleeps until another client arrives. */
         if (WSAEnumNetworkEvents(server->listener, server->connection_waiting, &happened) ==
             SOCKET_ERROR) {
             report_wsa_error("WSAEnumNetworkEvents");
-            return 1;
+            break;
         }
         if (accept_waiting_clients(server) != 0)
-            return 1;
+            break;
     }
+    fprintf(stderr, "accepting stopped after an error: no new clients until a restart\n");
+    return 1;
 }
 
 /* Starts the accepter thread; returns its handle, or NULL after reporting the error. */
@@ -402,13 +407,20 @@ static HANDLE start_accepting(struct server *server)
     return accepter;
 }
 
-/* Stops the accepter and waits for it, then closes the listener and the events. */
-static void stop_accepting(struct server *server, HANDLE accepter)
+/*
+ * Stops the accepter and waits for it, then closes the listener and the events. Returns
+ * 0, or -1 if the accepter had stopped early after an error (or cannot be waited for).
+ */
+static int stop_accepting(struct server *server, HANDLE accepter)
 {
+    DWORD exit_code = 1;
+
     if (!SetEvent(server->stop_accepting))
         report_win_error("SetEvent");
     if (WaitForSingleObject(accepter, INFINITE) != WAIT_OBJECT_0)
         report_win_error("WaitForSingleObject");
+    else if (!GetExitCodeThread(accepter, &exit_code))
+        report_win_error("GetExitCodeThread");
     if (!CloseHandle(accepter))
         report_win_error("CloseHandle");
     close_socket(server->listener);
@@ -416,6 +428,7 @@ static void stop_accepting(struct server *server, HANDLE accepter)
         report_wsa_error("WSACloseEvent");
     if (!CloseHandle(server->stop_accepting))
         report_win_error("CloseHandle");
+    return exit_code == 0 ? 0 : -1;
 }
 
 /* Creates the completion port; returns it, or NULL after reporting the error. */
@@ -555,6 +568,7 @@ int main(int argc, char **argv)
     int address_length;
     struct server server = {0};
     HANDLE accepter;
+    int accepted_to_the_end;
 
     /* A pipe makes stdout fully buffered on Windows; a reader must see each line at once. */
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -594,11 +608,11 @@ int main(int argc, char **argv)
     }
 
     printf("stopping: %s\n", quit_wait());
-    stop_accepting(&server, accepter);
+    accepted_to_the_end = stop_accepting(&server, accepter) == 0;
     /*
      * The workers are still waiting on the port and receives are still in flight, so
      * nothing they use may be closed or freed here. Returning from main ends the process,
      * and the system closes what is left; chapter 08 stops everything in order.
      */
-    return EXIT_SUCCESS;
+    return accepted_to_the_end ? EXIT_SUCCESS : EXIT_FAILURE;
 }
