@@ -80,6 +80,12 @@ static unsigned __stdcall watch_standard_input(void *unused)
 
         if (input == NULL || input == INVALID_HANDLE_VALUE ||
             !ReadFile(input, chunk, sizeof chunk, &got, NULL) || got == 0) {
+            /*
+             * In a console, Ctrl+C can also end a pending read with nothing read. Give the
+             * control handler, which runs on a thread of its own, a moment to record the
+             * real reason first; either way the server stops.
+             */
+            Sleep(100);
             request_stop(STOP_END_OF_INPUT);
             return 0;
         }

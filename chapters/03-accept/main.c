@@ -314,6 +314,12 @@ static unsigned __stdcall accept_clients(void *context)
             break;
     }
     fprintf(stderr, "accepting stopped after an error: no new clients until a restart\n");
+    /*
+     * Still wait for main's word before ending: I/O that a thread started may be cancelled
+     * when the thread exits, and from chapter 05 on this thread starts each first receive.
+     */
+    if (WaitForSingleObject(server->stop_accepting, INFINITE) != WAIT_OBJECT_0)
+        report_win_error("WaitForSingleObject");
     return 1;
 }
 

@@ -378,6 +378,12 @@ static unsigned __stdcall accept_clients(void *context)
             break;
     }
     fprintf(stderr, "accepting stopped after an error: no new clients until a restart\n");
+    /*
+     * Still wait for main's word before ending: I/O that a thread started may be cancelled
+     * when the thread exits, and from chapter 05 on this thread starts each first receive.
+     */
+    if (WaitForSingleObject(server->stop_accepting, INFINITE) != WAIT_OBJECT_0)
+        report_win_error("WaitForSingleObject");
     return 1;
 }
 
@@ -448,19 +454,18 @@ static HANDLE create_completion_port(unsigned concurrency)
 }
 
 /*
- * Writes bytes as text on one line: printable ASCII as it is, a backslash as \\, and
- * anything else as an escape (\n, \r, \t or \xNN), so binary data and line ends stay
- * visible. The bytes need no terminating zero, so a full buffer is printed safely.
+ * Writes bytes as text: printable ASCII as it is, a backslash as \\, and anything else
+ * as an escape (\n, \r, \t or \xNN), so binary data and line ends stay visible. The
+ * bytes need no terminating zero, so a full buffer is handled safely. `text` must have
+ * room for four characters a byte plus one.
  */
-static void print_escaped(const char *bytes, DWORD length)
+static void escape_bytes(const char *bytes, DWORD length, char *text)
 {
     static const char hex[] = "0123456789abcdef";
-    /* Worst case four characters a byte, plus the line end and the terminator. */
-    char text[4 * IO_BUFFER_SIZE + 2];
     size_t used = 0;
     DWORD i;
 
-    for (i = 0; i < length && i < IO_BUFFER_SIZE; i++) {
+    for (i = 0; i < length; i++) {
         unsigned char byte = (unsigned char)bytes[i];
 
         if (byte == '\\' || byte == '\n' || byte == '\r' || byte == '\t') {
@@ -475,15 +480,13 @@ static void print_escaped(const char *bytes, DWORD length)
             text[used++] = hex[byte & 0xf];
         }
     }
-    text[used++] = '\n';
     text[used] = '\0';
-    fputs(text, stdout);
 }
 
 /* Handles one dequeued receive completion for a client. */
 static void on_receive(struct client *client, struct io_context *io, BOOL succeeded, DWORD bytes)
 {
-    char text[512];
+    char text[4 * IO_BUFFER_SIZE + 1]; /* a received buffer, escaped */
 
     if (!succeeded) {
         /* A failed I/O still completes through the port, and still needs cleaning up. */
@@ -500,8 +503,9 @@ static void on_receive(struct client *client, struct io_context *io, BOOL succee
         end_client(client);
         return;
     }
-    printf("client %lu sent %lu bytes: ", client->id, bytes);
-    print_escaped(io->buffer, bytes);
+    /* One printf for the whole line, so lines from two workers cannot mix. */
+    escape_bytes(io->buffer, bytes, text);
+    printf("client %lu sent %lu bytes: %s\n", client->id, bytes, text);
     if (post_receive(client) != 0)
         end_client(client);
 }
