@@ -503,7 +503,7 @@ static void on_receive(struct client *client, struct io_context *io, BOOL succee
         end_client(client);
         return;
     }
-    /* Echo: copy into the send context, so the receive buffer is free for the next read. */
+    /* Echo: the send gets its own copy; each context owns its buffer while its I/O runs. */
     memcpy(client->send.buffer, io->buffer, bytes);
     client->send.length = bytes;
     client->send.sent = 0;
