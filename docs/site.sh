@@ -530,11 +530,10 @@ write_chapters_page() {
         echo "Read them in order: each one builds on the one before."
         echo
         for dir in $(chapter_dirs); do
-            number=$(basename "$dir" | cut -c1-2)
             if [ -f "$dir/README.md" ]; then
-                echo "$number. @subpage $(label "$dir/README.md")"
+                echo "- @subpage $(label "$dir/README.md")"
             else
-                echo "$number. $(basename "$dir"): the notes are not written yet; the program is" \
+                echo "- $(basename "$dir"): the notes are not written yet; the program is" \
                     "[$dir/main.c]($MARK$dir/main.c)."
             fi
         done
@@ -693,13 +692,17 @@ finish() {
 }
 
 build() {
-    out=$1
-    case "$out" in
+    final=$1
+    case "$final" in
     /*) ;;
-    *) out=$root/$out ;;
+    *) final=$root/$final ;;
     esac
     command -v doxygen >/dev/null 2>&1 || die "doxygen is missing (make docs installs it)"
     command -v dot >/dev/null 2>&1 || die "Graphviz's dot is missing (make docs installs it)"
+    # Built beside the final folder and moved into place at the end, so that a failed or
+    # a concurrent build never leaves half a site there.
+    out=$final.new.$$
+    trap 'rm -rf "$out"' EXIT
     rm -rf "$out"
     mkdir -p "$out/src"
     check_markdown || die "fix the notes' links above"
@@ -707,7 +710,10 @@ build() {
     write_doxyfile
     doxygen "$out/Doxyfile" || die "doxygen reported the problems above"
     finish || die "the pages above have links that lead nowhere"
-    echo "docs: $out/html/index.html ($(chapter_notes | wc -l | tr -d ' ') chapter pages)"
+    rm -rf "$final"
+    mv "$out" "$final"
+    trap - EXIT
+    echo "docs: $final/html/index.html ($(chapter_notes | wc -l | tr -d ' ') chapter pages)"
 }
 
 case "${1:-}" in

@@ -60,7 +60,9 @@ def site():
 def test_diagrams_are_current():
     for name in REQUIRED_DIAGRAMS:
         assert os.path.isfile(os.path.join(DIAGRAMS, name + ".dot")), name + ".dot is missing"
-    done = subprocess.run(["sh", os.path.join(ROOT, "docs", "diagrams.sh"), "check"], cwd=ROOT,
+    if shutil.which("sh") is None:
+        pytest.skip("no sh on PATH")
+    done = subprocess.run(["sh", "docs/diagrams.sh", "check"], cwd=ROOT,
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=60)
     assert done.returncode == 0, done.stdout.decode("utf-8", errors="replace")
