@@ -1,0 +1,113 @@
+"""Which behaviours each chapter has: the one table the behavioural tests read.
+
+Every chapter is a complete program, and later chapters keep what earlier ones built,
+so one behavioural test runs against every chapter that has its behaviour (the way
+Crafting Interpreters tests each chapter's interpreter). A test asks for chapters by
+feature, e.g. ``chapters_with("pool")``, and gets one parametrized case per chapter,
+with ids such as ``03-accept``.
+
+To add a chapter: add its number to FEATURES below with everything it can do. A
+chapter folder with no row here fails test_chapter_table.py, so none is silently
+untested; a row whose folder does not exist yet is simply skipped over (not a test).
+
+Features:
+  winsock      prints what WSAStartup reported and exits by itself (01 only)
+  version      prints "WSAStartup: asked for 2.2, got 2.2"
+  listen       prints "listening on ADDR:PORT" and runs until told to stop
+               (a "quit" line, end of standard input, Ctrl+C / Ctrl+Break)
+  accept       accepts clients: prints "client K connected from ADDR:PORT ..."
+  pool         a fixed pool of --max-clients slots; refuses clients when it is full
+  iocp         uses an I/O completion port
+  workers      worker threads (--workers N)
+  receive      prints what clients send
+  echo         sends back what clients send
+  disconnect   notices clients that disconnect and frees their slots
+  teardown     orderly shutdown with I/O still pending
+
+OPTIONS lists the command-line options each chapter accepts; every chapter accepts
+--help, and every other option must be refused with usage and exit code 2.
+"""
+
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHAPTERS_DIR = os.path.join(ROOT, "chapters")
+BUILD_DIR = os.path.join(ROOT, "build")
+
+_SERVER = {"version", "listen"}
+_ACCEPT = _SERVER | {"accept", "pool"}
+_IOCP = _ACCEPT | {"iocp"}
+_WORKERS = _IOCP | {"workers", "receive"}
+
+# Chapter number -> features. Chapters 04-08 are being written: adjust their rows to
+# what they turn out to do.
+FEATURES = {
+    1: {"winsock", "version"},
+    2: _SERVER,
+    3: _ACCEPT,
+    4: _IOCP,
+    5: _WORKERS,
+    6: _WORKERS | {"echo"},
+    7: _WORKERS | {"echo", "disconnect"},
+    8: _WORKERS | {"echo", "disconnect", "teardown"},
+}
+
+_PORT_BIND = {"--port", "--bind"}
+# Chapter number -> the options it accepts (besides --help).
+OPTIONS = {
+    1: set(),
+    2: _PORT_BIND,
+    3: _PORT_BIND | {"--max-clients"},
+    4: _PORT_BIND | {"--max-clients"},
+    5: _PORT_BIND | {"--max-clients", "--workers"},
+    6: _PORT_BIND | {"--max-clients", "--workers"},
+    7: _PORT_BIND | {"--max-clients", "--workers"},
+    8: _PORT_BIND | {"--max-clients", "--workers"},
+}
+
+ALL_OPTIONS = ("--port", "--bind", "--max-clients", "--workers")
+
+_NAME = re.compile(r"^(\d\d)-[A-Za-z0-9-]+$")
+
+
+class Chapter:
+    """One chapter folder, e.g. chapters/03-accept, and its program build/03-accept.exe."""
+
+    def __init__(self, name):
+        self.name = name
+        self.number = int(name[:2])
+        self.dir = os.path.join(CHAPTERS_DIR, name)
+        self.exe = os.path.join(BUILD_DIR, name + ".exe")
+        self.features = FEATURES.get(self.number)
+        self.options = OPTIONS.get(self.number)
+
+    def has(self, feature):
+        return self.features is not None and feature in self.features
+
+    def accepts(self, option):
+        return self.options is not None and option in self.options
+
+    def __repr__(self):
+        return self.name
+
+
+def discover():
+    """Every chapters/NN-topic/ folder, in order."""
+    if not os.path.isdir(CHAPTERS_DIR):
+        return []
+    names = sorted(n for n in os.listdir(CHAPTERS_DIR)
+                   if _NAME.match(n) and os.path.isdir(os.path.join(CHAPTERS_DIR, n)))
+    return [Chapter(n) for n in names]
+
+
+ALL = discover()
+
+
+def chapters_with(*features):
+    """The chapters that have every one of FEATURES."""
+    return [c for c in ALL if all(c.has(f) for f in features)]
+
+
+def ids(chapters):
+    return [c.name for c in chapters]

@@ -1,0 +1,81 @@
+"""Fixtures shared by every test: Wine for the whole session, and servers that are
+always cleaned up.
+
+Run from the repository root:  make test   (or /usr/bin/pytest-3 -p no:cacheprovider tests)
+On Windows:                     py -m pytest tests
+Export WINEPREFIX to use a Wine prefix of your own (scripts/wine.sh's default is
+build/wineprefix); the session stops that prefix's wineserver when it ends.
+"""
+
+import subprocess
+
+import pytest
+
+import harness
+from chapters import ROOT
+
+
+@pytest.fixture(scope="session", autouse=True)
+def wine():
+    """Starts a persistent wineserver for the session and always stops it at the end.
+
+    The first program of a fresh prefix starts helper processes that inherit its stdio;
+    with stdio on DEVNULL they cannot hold the pipes the tests read to the end.
+    """
+    if harness.WINDOWS:
+        yield
+        return
+
+    def wine_sh(*args, timeout):
+        return subprocess.run(["sh", harness.WINE_SH] + list(args), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                              timeout=timeout)
+
+    try:
+        assert wine_sh("start", timeout=300).returncode == 0, "scripts/wine.sh start failed"
+        # `start` boots the prefix only once, when it is new; but every new wineserver
+        # starts its helpers (winedevice.exe...) with the first program it runs, and they
+        # inherit that program's stdio. Make that program this one, on DEVNULL, so no
+        # helper holds a pipe a test reads to the end.
+        assert wine_sh("run", "wineboot", timeout=300).returncode == 0, "wineboot failed"
+        yield
+    finally:
+        wine_sh("stop", timeout=60)
+
+
+@pytest.fixture
+def start_server():
+    """start_server(chapter, *args, port=0) starts chapter's program with
+    `--port PORT ARGS` and returns its harness.Server; every server still running at
+    the end of the test is killed."""
+    servers = []
+
+    def start(chapter, *args, port=0):
+        server = harness.Server(chapter.exe, ["--port", str(port)] + list(args))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture(autouse=True)
+def error_lines_have_their_shape():
+    """After each test: every error a chapter program printed on stderr has the shape
+    "<call> failed: <number> <text>"; otherwise the test errors at teardown."""
+    del harness.RUNS[:]
+    yield
+    bad = [(run.title, line) for run in harness.RUNS if run.is_chapter
+           for line in harness.bad_error_lines(run.stderr)]
+    assert not bad, "error lines not shaped '<call> failed: <number> <text>': %r" % bad
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Adds the whole output of every program the failed test ran to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("call", "teardown"):
+        for run in harness.RUNS:
+            report.sections.append(("output of " + run.title, run.output()))

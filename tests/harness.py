@@ -1,0 +1,330 @@
+"""Runs the chapter programs for the tests: under Wine on Linux, directly on Windows.
+
+On Linux every program starts through `scripts/wine.sh run EXE ARGS`, which execs
+wine64, so the process we start is the Windows program itself: SIGINT to it reaches the
+program's console handler as CTRL_C_EVENT. On Windows the program runs in a new process
+group, so CTRL_BREAK_EVENT can reach it without reaching the test runner.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from chapters import BUILD_DIR, ROOT
+
+WINDOWS = os.name == "nt"
+WINE_SH = os.path.join(ROOT, "scripts", "wine.sh")
+NOTES_SH = os.path.join(ROOT, "scripts", "notes.sh")
+TOUR_EXE = os.path.join(BUILD_DIR, "tools", "tour.exe")
+
+# What the program prints for interrupt(): SIGINT arrives as Ctrl+C under Wine; on
+# Windows only Ctrl+Break can be sent to one process group.
+INTERRUPT_NAME = "Ctrl+Break" if WINDOWS else "Ctrl+C"
+
+# "<call> failed: <number> <text>", as common/errors.c prints every error.
+ERROR_LINE = re.compile(r"^(?P<call>\S.*?) failed: (?:errno )?(?P<code>\d+) (?P<text>\S.*)$")
+LISTENING = re.compile(r"^listening on (?P<address>.+):(?P<port>\d+)$")
+
+# Every program run by the current test, newest last; conftest.py shows their whole
+# output in the report of a test that fails (assertion messages get shortened).
+RUNS = []
+
+# Generous bounds that only catch hangs; nothing here measures speed.
+LINE_TIMEOUT = 10.0
+EXIT_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+CLIENT_TIMEOUT = 5.0
+
+
+def require_exe(path):
+    """Fails the test with a clear message when a program has not been built."""
+    if not os.path.isfile(path):
+        raise AssertionError("%s is missing: run `make` to build it" % os.path.relpath(path, ROOT))
+    return path
+
+
+def command(exe, args=()):
+    """The command line that runs a Windows program here."""
+    exe = require_exe(exe)
+    if WINDOWS:
+        return [exe] + list(args)
+    return ["sh", WINE_SH, "run", exe] + list(args)
+
+
+def is_chapter(exe):
+    """Whether EXE is a chapter's program (build/NN-topic.exe), not a tool."""
+    return os.path.dirname(os.path.abspath(exe)) == os.path.abspath(BUILD_DIR)
+
+
+def windows_path(path):
+    """A path as the Windows program sees it (Wine maps drive Z: to /)."""
+    if WINDOWS:
+        return path
+    return "Z:" + os.path.abspath(path).replace("/", "\\")
+
+
+def _lines(data):
+    """Decoded output lines, without line ends (Windows programs write CRLF)."""
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+class Result:
+    """A finished run: exit code and output lines (CR stripped)."""
+
+    def __init__(self, code, stdout, stderr):
+        self.code = code
+        self.stdout = _lines(stdout)
+        self.stderr = _lines(stderr)
+
+    @property
+    def out(self):
+        return "\n".join(self.stdout)
+
+    @property
+    def err(self):
+        return "\n".join(self.stderr)
+
+    def __repr__(self):
+        return "exit code %r\n--- stdout:\n%s\n--- stderr:\n%s" % (self.code, self.out, self.err)
+
+    def output(self):
+        return repr(self)
+
+
+def run(exe, args=(), timeout=EXIT_TIMEOUT, stdin_data=b"", cwd=ROOT):
+    """Runs a program to its end (it must end by itself within TIMEOUT)."""
+    try:
+        done = subprocess.run(command(exe, args), input=stdin_data, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError("%s %s did not end within %s s; output so far:\n%s\n%s" % (
+            os.path.basename(exe), " ".join(args), timeout,
+            (e.stdout or b"").decode("utf-8", "replace"),
+            (e.stderr or b"").decode("utf-8", "replace")))
+    result = Result(done.returncode, done.stdout, done.stderr)
+    result.title = "%s %s" % (os.path.basename(exe), " ".join(args))
+    result.is_chapter = is_chapter(exe)
+    RUNS.append(result)
+    return result
+
+
+def bad_error_lines(lines):
+    """Lines that mention a failed call but do not have the shape ERROR_LINE describes."""
+    return [line for line in lines if " failed:" in line and not ERROR_LINE.match(line)]
+
+
+class Server:
+    """A chapter program running in the background, with its output collected by threads.
+
+    Use as a context manager (or through conftest.py's `start_server` fixture): on exit any process
+    still running is killed.
+    """
+
+    def __init__(self, exe, args=("--port", "0"), cwd=ROOT):
+        self.name = os.path.basename(exe)
+        self.args = list(args)
+        self.stdout = []
+        self.stderr = []
+        self._cursor = {"stdout": 0, "stderr": 0}
+        self._changed = threading.Condition()
+        self._open_streams = 2
+        self.code = None
+        kwargs = {}
+        if WINDOWS:
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        self.process = subprocess.Popen(command(exe, self.args), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        cwd=cwd, **kwargs)
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self.stdout),
+                             daemon=True),
+            threading.Thread(target=self._read, args=(self.process.stderr, self.stderr),
+                             daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        self._port = None
+        self._address = None
+        self.title = "%s %s" % (self.name, " ".join(self.args))
+        self.is_chapter = is_chapter(exe)
+        RUNS.append(self)
+
+    # --- output ---------------------------------------------------------------------
+    def _read(self, stream, lines):
+        try:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", errors="replace").rstrip("\n").rstrip("\r")
+                with self._changed:
+                    lines.append(line)
+                    self._changed.notify_all()
+        finally:
+            with self._changed:
+                self._open_streams -= 1
+                self._changed.notify_all()
+
+    def output(self):
+        with self._changed:
+            return "--- %s %s, exit code %s\n--- stdout:\n%s\n--- stderr:\n%s" % (
+                self.name, " ".join(self.args), self.process.poll(),
+                "\n".join(self.stdout), "\n".join(self.stderr))
+
+    def wait_for(self, pattern, timeout=LINE_TIMEOUT, stream="stdout"):
+        """Returns the match of the first line after the last one matched (on STREAM)
+        that matches PATTERN; raises AssertionError with the output so far if none
+        comes within TIMEOUT or the program closes its output first."""
+        regex = re.compile(pattern)
+        lines = self.stdout if stream == "stdout" else self.stderr
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                while self._cursor[stream] < len(lines):
+                    line = lines[self._cursor[stream]]
+                    self._cursor[stream] += 1
+                    match = regex.search(line)
+                    if match:
+                        return match
+                left = deadline - time.monotonic()
+                if self._open_streams == 0 or left <= 0:
+                    why = "ended without printing" if self._open_streams == 0 else \
+                        "printed no line in %s s matching" % timeout
+                    raise AssertionError("%s %s %r on %s\n%s" % (
+                        self.name, why, pattern, stream, self._output_locked()))
+                self._changed.wait(left)
+
+    def _output_locked(self):
+        return "--- stdout:\n%s\n--- stderr:\n%s" % ("\n".join(self.stdout),
+                                                      "\n".join(self.stderr))
+
+    def _listening(self):
+        if self._port is None:
+            match = self.wait_for(LISTENING.pattern)
+            self._address = match.group("address")
+            self._port = int(match.group("port"))
+
+    @property
+    def port(self):
+        """The port from the "listening on ADDR:PORT" line (waits for it)."""
+        self._listening()
+        return self._port
+
+    @property
+    def address(self):
+        """The address from the "listening on ADDR:PORT" line, e.g. 127.0.0.1 or [::]."""
+        self._listening()
+        return self._address
+
+    # --- stopping -------------------------------------------------------------------
+    def wait(self, timeout=EXIT_TIMEOUT):
+        """Waits for the program to end; returns its exit code."""
+        try:
+            self.code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s did not end within %s s\n%s" % (
+                self.name, timeout, self.output()))
+        for reader in self._readers:
+            reader.join(timeout)
+        return self.code
+
+    def send(self, text):
+        """Writes TEXT to the program's standard input."""
+        try:
+            self.process.stdin.write(text.encode("utf-8"))
+            self.process.stdin.flush()
+        except OSError as e:  # the program has gone: say so with what it printed
+            raise AssertionError("cannot write to %s (%s)\n%s" % (self.name, e, self.output()))
+
+    def quit(self, timeout=EXIT_TIMEOUT):
+        """Types "quit"; returns the exit code."""
+        self.send("quit\n")
+        return self.wait(timeout)
+
+    def end_input(self, timeout=EXIT_TIMEOUT):
+        """Closes standard input; returns the exit code."""
+        try:
+            self.process.stdin.close()
+        except OSError as e:
+            raise AssertionError("cannot close the input of %s (%s)\n%s" % (
+                self.name, e, self.output()))
+        return self.wait(timeout)
+
+    def interrupt(self, timeout=EXIT_TIMEOUT):
+        """Ctrl+C under Wine (SIGINT), Ctrl+Break on Windows; returns the exit code.
+        Standard input stays open: closing it would be a stop request of its own."""
+        if WINDOWS:
+            os.kill(self.process.pid, signal.CTRL_BREAK_EVENT)
+        else:
+            self.process.send_signal(signal.SIGINT)
+        return self.wait(timeout)
+
+    def running(self):
+        return self.process.poll() is None
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            try:
+                self.process.wait(EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pass
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        return False
+
+
+# --- clients -------------------------------------------------------------------------
+def connect(port, host="127.0.0.1", timeout=CLIENT_TIMEOUT):
+    """A TCP client connected to HOST:PORT, with TIMEOUT on every call."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    client = socket.socket(family, socket.SOCK_STREAM)
+    client.settimeout(timeout)
+    try:
+        client.connect((host, port))
+    except OSError:
+        client.close()
+        raise
+    return client
+
+
+def local_port(client):
+    return client.getsockname()[1]
+
+
+def closed_by_peer(client, timeout=CLIENT_TIMEOUT):
+    """Whether the peer closes CLIENT within TIMEOUT: recv gives b"" (FIN) or a reset."""
+    client.settimeout(timeout)
+    try:
+        return client.recv(1) == b""
+    except (ConnectionResetError, ConnectionAbortedError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def still_open(client, wait=0.2):
+    """Whether CLIENT is still open: nothing (no FIN, no reset) arrives within WAIT."""
+    client.settimeout(wait)
+    try:
+        client.recv(1, socket.MSG_PEEK)
+        return False  # data or b"": this chapter sent something or closed
+    except socket.timeout:
+        return True
+    except OSError:
+        return False
+    finally:
+        client.settimeout(CLIENT_TIMEOUT)
