@@ -480,8 +480,30 @@ unwritten_notes() {
     esac
 }
 
-# Fails when a Markdown page is not shaped as the site needs, or links to a file that is
-# not there; warns about Mermaid blocks, which GitHub draws but doxygen shows as code.
+# The line numbers of the Mermaid blocks in a Markdown file: fenced code blocks (``` or
+# ~~~, indented up to three spaces) whose info string starts with the word "mermaid", in
+# any case. A fence inside another fenced block is text, not a block, so it is skipped.
+MERMAID_AWK='
+fence == "" && match($0, /^(   |  | )?(```+|~~~+)/) {
+    fence = substr($0, RSTART, RLENGTH)
+    sub(/^ +/, "", fence)
+    info = tolower(substr($0, RSTART + RLENGTH))
+    sub(/^[ \t]+/, "", info)
+    if (info ~ /^mermaid([ \t{]|$)/)
+        print NR
+    next
+}
+fence != "" {
+    line = $0
+    sub(/^ +/, "", line)
+    if (substr(line, 1, length(fence)) == fence &&
+        substr(line, length(fence) + 1) ~ /^[`~]*[ \t]*$/)
+        fence = ""
+}
+'
+
+# Fails when a Markdown page is not shaped as the site needs, links to a file that is not
+# there, or holds a Mermaid block, which GitHub draws but doxygen shows as code.
 check_markdown() {
     status=0
     for md in $(markdown_inputs); do
@@ -511,9 +533,10 @@ check_markdown() {
                 fi
             fi
         done <"$out/links.tsv"
-        grep -n '^ \{0,3\}\(```\|~~~\)[ ]*mermaid' "$md" | while IFS=: read -r number rest; do
-            echo "docs: warning: $md:$number: a Mermaid diagram: GitHub draws it, but the" \
-                "site shows its source. Use a Graphviz diagram (docs/README.md)." >&2
+        for number in $(awk "$MERMAID_AWK" "$md"); do
+            echo "$md:$number: a Mermaid block: GitHub draws it, but the site would show its" \
+                "source. Draw it with Graphviz instead (docs/README.md, section Diagrams)." >&2
+            status=1
         done
     done
     rm -f "$out/links.tsv"
@@ -705,7 +728,7 @@ build() {
     trap 'rm -rf "$out"' EXIT
     rm -rf "$out"
     mkdir -p "$out/src"
-    check_markdown || die "fix the notes' links above"
+    check_markdown || die "fix the notes above"
     write_chapters_page
     write_doxyfile
     doxygen "$out/Doxyfile" || die "doxygen reported the problems above"
