@@ -24,11 +24,16 @@ fi
 
 start() {
     mkdir -p "$WINEPREFIX"
-    # -p without a number: keep running until "stop", so each program starts warm.
-    wineserver -p 2>/dev/null || true
+    # -p without a number: keep running until "stop", so each program starts warm. It
+    # exits 0 only when it started a new server (non-zero: one is running already).
+    if wineserver -p 2>/dev/null && [ -f "$WINEPREFIX/.ready" ]; then
+        # The first program under a new server starts Wine's helper processes, and they
+        # inherit its stdout: let that program be wineboot, with stdio on /dev/null, so
+        # no helper can hold a caller's pipe open.
+        "$wine" wineboot </dev/null >/dev/null 2>&1
+    fi
     if [ ! -f "$WINEPREFIX/.ready" ]; then
-        # The first program in a new prefix starts helper processes that inherit its
-        # stdout; with stdio on /dev/null they cannot hold a caller's pipe open.
+        # The same for a new prefix, which wineboot -i also creates.
         "$wine" wineboot -i </dev/null >/dev/null 2>&1
         # No crash debugger: a crashing program must exit non-zero, not start winedbg.
         "$wine" reg add 'HKLM\Software\Microsoft\Windows NT\CurrentVersion\AeDebug' \

@@ -193,12 +193,11 @@ int main(int argc, char **argv)
     if (address_length == 0)
         return EXIT_USAGE;
 
-    if (start_winsock() != 0)
+    /* Before anything prints: a Ctrl+C from then on must reach our handler. */
+    if (quit_watch_start() != 0 || start_winsock() != 0)
         return EXIT_FAILURE;
     listener = open_listener(&address, address_length);
-    if (listener == INVALID_SOCKET || quit_watch_start() != 0) {
-        if (listener != INVALID_SOCKET)
-            close_socket(listener);
+    if (listener == INVALID_SOCKET) {
         stop_winsock();
         return EXIT_FAILURE;
     }

@@ -405,12 +405,11 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
 
-    if (start_winsock() != 0)
+    /* Before anything prints: a Ctrl+C from then on must reach our handler. */
+    if (quit_watch_start() != 0 || start_winsock() != 0)
         return EXIT_FAILURE;
     server.listener = open_listener(&address, address_length);
-    if (server.listener == INVALID_SOCKET || quit_watch_start() != 0) {
-        if (server.listener != INVALID_SOCKET)
-            close_socket(server.listener);
+    if (server.listener == INVALID_SOCKET) {
         stop_winsock();
         return EXIT_FAILURE;
     }

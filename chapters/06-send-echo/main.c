@@ -618,7 +618,8 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
 
-    if (start_winsock() != 0)
+    /* Before anything prints: a Ctrl+C from then on must reach our handler. */
+    if (quit_watch_start() != 0 || start_winsock() != 0)
         return EXIT_FAILURE;
     server.port = create_completion_port(server.worker_count);
     if (server.port == NULL || start_workers(&server) != 0) {
@@ -626,9 +627,7 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
     server.listener = open_listener(&address, address_length);
-    if (server.listener == INVALID_SOCKET || quit_watch_start() != 0) {
-        if (server.listener != INVALID_SOCKET)
-            close_socket(server.listener);
+    if (server.listener == INVALID_SOCKET) {
         stop_winsock();
         return EXIT_FAILURE;
     }
@@ -643,8 +642,10 @@ int main(int argc, char **argv)
     accepted_to_the_end = stop_accepting(&server, accepter) == 0;
     /*
      * The workers are still waiting on the port and receives are still in flight, so
-     * nothing they use may be closed or freed here. Returning from main ends the process,
-     * and the system closes what is left; chapter 08 stops everything in order.
+     * nothing they use may be closed or freed here; chapter 08 stops everything in order.
+     * ExitProcess ends the other threads before anything is torn down. Returning from
+     * main would run exit(), which tears the runtime down while a worker may still be
+     * in printf.
      */
-    return accepted_to_the_end ? EXIT_SUCCESS : EXIT_FAILURE;
+    ExitProcess(accepted_to_the_end ? EXIT_SUCCESS : EXIT_FAILURE);
 }
