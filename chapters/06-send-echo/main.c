@@ -643,9 +643,12 @@ int main(int argc, char **argv)
     /*
      * The workers are still waiting on the port and receives are still in flight, so
      * nothing they use may be closed or freed here; chapter 08 stops everything in order.
-     * ExitProcess ends the other threads before anything is torn down. Returning from
-     * main would run exit(), which tears the runtime down while a worker may still be
-     * in printf.
+     * A worker may even be inside printf, holding the C runtime's lock. Returning from
+     * main (exit) or ExitProcess would run the runtime's clean-up, which can crash or
+     * wait forever for that lock; TerminateProcess ends the process without running any.
+     * stdout is unbuffered, so no output is lost.
      */
-    ExitProcess(accepted_to_the_end ? EXIT_SUCCESS : EXIT_FAILURE);
+    if (!TerminateProcess(GetCurrentProcess(), accepted_to_the_end ? EXIT_SUCCESS : EXIT_FAILURE))
+        report_win_error("TerminateProcess");
+    return EXIT_FAILURE;
 }
