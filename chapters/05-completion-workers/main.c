@@ -470,7 +470,10 @@ static void escape_bytes(const char *bytes, DWORD length, char *text)
 
         if (byte == '\\' || byte == '\n' || byte == '\r' || byte == '\t') {
             text[used++] = '\\';
-            text[used++] = byte == '\\' ? '\\' : byte == '\n' ? 'n' : byte == '\r' ? 'r' : 't';
+            text[used++] = (char)(byte == '\\'   ? '\\'
+                                  : byte == '\n' ? 'n'
+                                  : byte == '\r' ? 'r'
+                                                 : 't');
         } else if (byte >= 0x20 && byte < 0x7f) {
             text[used++] = (char)byte;
         } else {
