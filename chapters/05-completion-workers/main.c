@@ -467,13 +467,15 @@ static void escape_bytes(const char *bytes, DWORD length, char *text)
 
     for (i = 0; i < length; i++) {
         unsigned char byte = (unsigned char)bytes[i];
+        const char *escape = byte == '\\'   ? "\\\\"
+                             : byte == '\n' ? "\\n"
+                             : byte == '\r' ? "\\r"
+                             : byte == '\t' ? "\\t"
+                                            : NULL;
 
-        if (byte == '\\' || byte == '\n' || byte == '\r' || byte == '\t') {
-            text[used++] = '\\';
-            text[used++] = (char)(byte == '\\'   ? '\\'
-                                  : byte == '\n' ? 'n'
-                                  : byte == '\r' ? 'r'
-                                                 : 't');
+        if (escape != NULL) {
+            memcpy(text + used, escape, 2);
+            used += 2;
         } else if (byte >= 0x20 && byte < 0x7f) {
             text[used++] = (char)byte;
         } else {
