@@ -17,12 +17,16 @@ Features:
                (a "quit" line, end of standard input, Ctrl+C / Ctrl+Break)
   accept       accepts clients: prints "client K connected from ADDR:PORT ..."
   pool         a fixed pool of --max-clients slots; refuses clients when it is full
-  iocp         uses an I/O completion port
-  workers      worker threads (--workers N)
-  receive      prints what clients send
-  echo         sends back what clients send
-  disconnect   notices clients that disconnect and frees their slots
-  teardown     orderly shutdown with I/O still pending
+  iocp         uses an I/O completion port: prints "completion port <handle> created" and
+               "client K associated with port <handle>, completion key <key>"
+  workers      worker threads (--workers N): prints "N worker threads waiting on the
+               port; each receive takes up to B bytes"
+  receive      prints what clients send: "client K sent N bytes: <escaped bytes>"
+  echo         sends back what clients send (and prints nothing for it)
+  disconnect   notices clients that disconnect and frees their slots for new ones:
+               "client K disconnected: <reason> (<N> live)"
+  teardown     orderly shutdown with I/O still pending: closes the clients still
+               connected, then prints "connections served: N, bytes echoed: B"
 
 OPTIONS lists the command-line options each chapter accepts; every chapter accepts
 --help, and every other option must be refused with usage and exit code 2.
@@ -33,22 +37,22 @@ import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAPTERS_DIR = os.path.join(ROOT, "chapters")
-BUILD_DIR = os.path.join(ROOT, "build")
+# Where the programs are: build/ after `make`; CMake's ctest names its own build folder.
+BUILD_DIR = os.environ.get("IOCP_BUILD_DIR") or os.path.join(ROOT, "build")
 
 _SERVER = {"version", "listen"}
 _ACCEPT = _SERVER | {"accept", "pool"}
 _IOCP = _ACCEPT | {"iocp"}
-_WORKERS = _IOCP | {"workers", "receive"}
+_WORKERS = _IOCP | {"workers"}
 
-# Chapter number -> features. Chapters 04-08 are being written: adjust their rows to
-# what they turn out to do.
+# Chapter number -> features.
 FEATURES = {
     1: {"winsock", "version"},
     2: _SERVER,
     3: _ACCEPT,
-    4: _IOCP,
-    5: _WORKERS,
-    6: _WORKERS | {"echo"},
+    4: _IOCP,  # associates clients with the port; no workers, nothing read yet
+    5: _WORKERS | {"receive"},
+    6: _WORKERS | {"echo"},  # echoes and no longer prints what arrives
     7: _WORKERS | {"echo", "disconnect"},
     8: _WORKERS | {"echo", "disconnect", "teardown"},
 }

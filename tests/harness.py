@@ -7,9 +7,12 @@ group, so CTRL_BREAK_EVENT can reach it without reaching the test runner.
 """
 
 import os
+import random
 import re
+import selectors
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -40,10 +43,19 @@ STOP_TIMEOUT = 5.0
 CLIENT_TIMEOUT = 5.0
 
 
+def _shown(path):
+    """PATH relative to the repository when it is inside it, else as it is."""
+    try:
+        relative = os.path.relpath(path, ROOT)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if relative.startswith("..") else relative
+
+
 def require_exe(path):
     """Fails the test with a clear message when a program has not been built."""
     if not os.path.isfile(path):
-        raise AssertionError("%s is missing: run `make` to build it" % os.path.relpath(path, ROOT))
+        raise AssertionError("%s is missing: run `make` to build it" % _shown(path))
     return path
 
 
@@ -198,6 +210,25 @@ class Server:
                         self.name, why, pattern, stream, self._output_locked()))
                 self._changed.wait(left)
 
+    def wait_until(self, check, timeout=LINE_TIMEOUT, what="the expected output"):
+        """Waits until CHECK(lines) returns something true, where LINES is everything
+        printed on stdout so far (the wait_for cursor is not used or moved); returns
+        that value. Raises AssertionError naming WHAT, with the output, if it does not
+        happen within TIMEOUT or the program closes its output first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                value = check(list(self.stdout))
+                if value:
+                    return value
+                left = deadline - time.monotonic()
+                if self._open_streams == 0 or left <= 0:
+                    why = "ended" if self._open_streams == 0 else \
+                        "went %s s" % timeout
+                    raise AssertionError("%s %s without printing %s\n%s" % (
+                        self.name, why, what, self._output_locked()))
+                self._changed.wait(min(left, 0.5))
+
     def _output_locked(self):
         return "--- stdout:\n%s\n--- stderr:\n%s" % ("\n".join(self.stdout),
                                                       "\n".join(self.stderr))
@@ -328,3 +359,159 @@ def still_open(client, wait=0.2):
         return False
     finally:
         client.settimeout(CLIENT_TIMEOUT)
+
+
+def receive_exactly(client, count):
+    """Receives exactly COUNT bytes; fewer if the peer closes first."""
+    chunks = []
+    left = count
+    while left > 0:
+        chunk = client.recv(min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def echo(client, data):
+    """Sends DATA and returns what comes back, as many bytes as were sent (fewer if the
+    peer closes first). A thread sends while this one receives: an echo server sends
+    while it receives, so sending everything first could fill both directions' buffers
+    and stop both sides."""
+    failure = []
+
+    def send():
+        try:
+            client.sendall(data)
+        except OSError as e:
+            failure.append(e)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        back = receive_exactly(client, len(data))
+    finally:
+        sender.join(CLIENT_TIMEOUT + len(data) / 1e5)
+    if failure:
+        raise failure[0]
+    return back
+
+
+def reset(client):
+    """Closes CLIENT abortively: SO_LINGER on with a zero timeout makes close send RST."""
+    # struct linger is two ints on Linux, two u_shorts on Windows.
+    linger = struct.pack("HH" if WINDOWS else "ii", 1, 0)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    client.close()
+
+
+class RoundTrips:
+    """One client of round_trips(): messages of random sizes, each sent in full and
+    received back in full before the next."""
+
+    def __init__(self, client, rounds, rng, sizes):
+        self.client = client
+        self.rounds_left = rounds  # None: until the server closes the connection
+        self.rounds = 0            # round trips completed
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.error = None          # what went wrong: a changed echo, or an error
+        self.closed = None         # how the server ended the connection, if it did
+        self._rng = rng
+        self._sizes = sizes
+        self._next_message()
+
+    def _next_message(self):
+        self.outgoing = os.urandom(self._rng.randint(*self._sizes))
+        self.sent = 0
+        self.back = bytearray()
+
+    def busy(self):
+        return self.error is None and self.closed is None and self.rounds_left != 0
+
+    def events(self):
+        if not self.busy():
+            return 0
+        return selectors.EVENT_READ | (selectors.EVENT_WRITE if self.sent < len(self.outgoing)
+                                       else 0)
+
+    def on_event(self, events):
+        try:
+            if events & selectors.EVENT_WRITE:
+                count = self.client.send(self.outgoing[self.sent:])
+                self.sent += count
+                self.bytes_sent += count
+            if events & selectors.EVENT_READ:
+                chunk = self.client.recv(65536)
+                if not chunk:
+                    self.closed = "closed by the server (FIN)"
+                    return
+                self._received(chunk)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as e:
+            self.closed = "closed by the server (%s)" % e
+        except OSError as e:
+            self.error = repr(e)
+
+    def _received(self, chunk):
+        self.back += chunk
+        self.bytes_received += len(chunk)
+        if len(self.back) > len(self.outgoing) or self.back != self.outgoing[:len(self.back)]:
+            self.error = "round trip %d: the echo differs from what was sent" % (self.rounds + 1)
+        elif len(self.back) == len(self.outgoing):
+            self.rounds += 1
+            if self.rounds_left is not None:
+                self.rounds_left -= 1
+            if self.rounds_left != 0:
+                self._next_message()
+
+    def __repr__(self):
+        return "<%d round trips, %s>" % (self.rounds, self.error or self.closed or "busy")
+
+
+def round_trips(clients, rounds=None, sizes=(1, 8192), timeout=240.0, seed=None,
+                progress=None):
+    """Echo round trips on every client at once, from this thread (with selectors):
+    each makes ROUNDS round trips of random data of random SIZES (inclusive bounds), or,
+    with ROUNDS None, goes on until the server closes its connection. Returns one
+    RoundTrips per client (with .rounds, .bytes_sent, .bytes_received, .error, .closed);
+    stops early at a changed echo or an error. PROGRESS, if given, is a list that gets
+    the RoundTrips as soon as they exist, for another thread to watch. Raises
+    AssertionError if clients are still busy after TIMEOUT (a hang)."""
+    rng = random.Random(seed)
+    trips = [RoundTrips(c, rounds, rng, sizes) for c in clients]
+    if progress is not None:
+        progress.extend(trips)
+    selector = selectors.DefaultSelector()
+    registered = {}
+    deadline = time.monotonic() + timeout
+    try:
+        for trip in trips:
+            trip.client.setblocking(False)
+        while True:
+            for trip in trips:
+                wanted = trip.events()
+                if registered.get(trip, 0) != wanted:
+                    if trip in registered:
+                        selector.unregister(trip.client)
+                        del registered[trip]
+                    if wanted:
+                        selector.register(trip.client, wanted, trip)
+                        registered[trip] = wanted
+            if not registered or any(t.error for t in trips):
+                return trips
+            if time.monotonic() > deadline:
+                raise AssertionError("%d of %d clients still busy after %s s: %r" % (
+                    len(registered), len(trips), timeout, trips[:5]))
+            for key, events in selector.select(timeout=1.0):
+                key.data.on_event(events)
+    finally:
+        selector.close()
+        for trip in trips:
+            try:
+                trip.client.setblocking(True)
+                trip.client.settimeout(CLIENT_TIMEOUT)
+            except OSError:
+                pass

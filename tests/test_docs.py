@@ -18,8 +18,18 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HTML = os.path.join(ROOT, "build", "docs", "html")
 DIAGRAMS = os.path.join(ROOT, "docs", "diagrams")
-# The diagrams the chapters' notes show; docs/README.md lists what each one is.
-REQUIRED_DIAGRAMS = ["04-contexts", "05-completion-flow", "07-client-lifetime", "08-shutdown"]
+# An image link to a diagram in a chapter's notes: ![text](../../docs/diagrams/NAME.svg)
+DIAGRAM_LINK = re.compile(r"!\[[^\]]*\]\((?:\.\./)*docs/diagrams/([^/()]+)\.svg\)")
+
+
+def required_diagrams():
+    """The diagrams the chapters' notes show (docs/README.md lists what each one is),
+    read from the notes' image links, so the list follows the notes."""
+    names = []
+    for readme in sorted(glob.glob(os.path.join(ROOT, "chapters", "[0-9][0-9]-*", "README.md"))):
+        with open(readme, encoding="utf-8") as f:
+            names.extend(DIAGRAM_LINK.findall(f.read()))
+    return sorted(set(names))
 
 
 def chapter_notes():
@@ -57,9 +67,25 @@ def site():
     return output
 
 
+def test_diagram_links_are_found():
+    # Guards the link pattern: it matches an image link to an SVG diagram, nothing else.
+    assert DIAGRAM_LINK.findall("![The shutdown](../../docs/diagrams/08-shutdown.svg)") == \
+        ["08-shutdown"]
+    assert not DIAGRAM_LINK.findall("[the source](../../docs/diagrams/08-shutdown.dot)")
+    assert required_diagrams(), "no chapter's notes show a diagram"
+
+
+def test_every_diagram_is_shown_by_a_chapter():
+    shown = set(required_diagrams())
+    for dot in sorted(glob.glob(os.path.join(DIAGRAMS, "*.dot"))):
+        name = os.path.basename(dot)[:-len(".dot")]
+        assert name in shown, "no chapter's notes show %s.svg (docs/README.md)" % name
+
+
 def test_diagrams_are_current():
-    for name in REQUIRED_DIAGRAMS:
+    for name in required_diagrams():
         assert os.path.isfile(os.path.join(DIAGRAMS, name + ".dot")), name + ".dot is missing"
+        assert os.path.isfile(os.path.join(DIAGRAMS, name + ".svg")), name + ".svg is missing"
     if shutil.which("sh") is None:
         pytest.skip("no sh on PATH")
     done = subprocess.run(["sh", "docs/diagrams.sh", "check"], cwd=ROOT,

@@ -18,6 +18,10 @@ PLACEHOLDER = re.compile(r"<[^<>]*>")
 WORD = re.compile(r"[A-Za-z]{4,}")
 
 
+# The chapter programs' folder as tour.exe (a Windows program) names it.
+BUILD_DIR = harness.windows_path(chapters.BUILD_DIR)
+
+
 def tour(*args):
     return harness.run(harness.TOUR_EXE, list(args), timeout=TOUR_TIMEOUT)
 
@@ -28,7 +32,7 @@ def test_every_chapter_has_a_tour():
 
 @pytest.mark.parametrize("chapter", TOURED, ids=IDS)
 def test_tour_passes(chapter):
-    result = tour("--build-dir", "build", chapter.name)
+    result = tour("--build-dir", BUILD_DIR, chapter.name)
     assert result.code == 0, result
     assert "PASS %s" % chapter.name in result.stdout, result
     assert result.stdout[-1] == "tour: 1 passed, 0 failed", result
@@ -66,11 +70,11 @@ def test_tour_fails_when_the_expected_output_is_wrong(chapter, tmp_path):
     chapters_dir = harness.windows_path(str(tmp_path / "chapters"))
 
     # The untouched copy passes: what follows fails because of the change alone.
-    before = tour("--chapters-dir", chapters_dir, "--build-dir", "build", chapter.name)
+    before = tour("--chapters-dir", chapters_dir, "--build-dir", BUILD_DIR, chapter.name)
     assert before.code == 0 and "PASS %s" % chapter.name in before.stdout, before
 
     word = change_one_word(str(copy / "README.md"))
-    after = tour("--chapters-dir", chapters_dir, "--build-dir", "build", chapter.name)
+    after = tour("--chapters-dir", chapters_dir, "--build-dir", BUILD_DIR, chapter.name)
     assert after.code == 1, ("changing %r did not fail the tour" % word, after)
     assert any(line.startswith("FAIL %s" % chapter.name) for line in after.stdout), after
     assert after.stdout[-1] == "tour: 0 passed, 1 failed", after

@@ -1,0 +1,188 @@
+"""2,000 connections that end every way a client can end them (FIN after an echo, RST
+before sending anything, RST after an echo, RST with the echo still unread) do not
+disturb a server that notices disconnects: it keeps echoing for a control client all
+the while, it ends each connection exactly once, and once every client has gone its
+count of live clients is back to 0.
+"""
+
+import os
+import random
+import re
+import threading
+import time
+
+import pytest
+
+import chapters
+from harness import connect, echo, reset
+
+DISCONNECTERS = chapters.chapters_with("disconnect", "echo")
+THREADS = 8
+PER_THREAD = 250
+SLOTS = 256  # far more than the clients alive at once: a refusal means lost slots
+CONNECTED = re.compile(r"^client (?P<id>\d+) connected from 127\.0\.0\.1:\d+ ")
+DISCONNECTED = re.compile(r"^client (?P<id>\d+) disconnected: (?P<reason>.+) \((?P<live>\d+) live\)$")
+# Every way the server may tell why a connection ended, with a number and a text.
+REASON = re.compile(r"^(peer closed the connection|"
+                    r"(receive|send|WSARecv|WSASend) failed: \d+ \S.*)$")
+STORM_TIMEOUT = 300.0  # only catches a hang
+SETTLE_TIMEOUT = 30.0
+
+
+def one_connection(port, kind, rng):
+    """Opens a connection and ends it the way KIND says."""
+    client = connect(port)
+    try:
+        if kind == "rst-at-once":
+            reset(client)
+            return
+        message = os.urandom(rng.randint(1, 3000))
+        if kind == "rst-unread":
+            client.sendall(message)  # the echo is still on its way back
+            reset(client)
+            return
+        back = echo(client, message)
+        assert back == message, "%s: %d bytes sent, %d came back%s" % (
+            kind, len(message), len(back), "" if len(back) != len(message) else " changed")
+        if kind == "rst-after-echo":
+            reset(client)
+        else:
+            client.close()  # FIN
+    finally:
+        client.close()
+
+
+def storm(port, seed, failures, kinds):
+    """PER_THREAD connections one after another, each ended a random way; stops at the
+    first that fails (then the server is broken, and each further client would only wait
+    for its timeout)."""
+    rng = random.Random(seed)
+    for number in range(PER_THREAD):
+        kind = rng.choice(("fin", "rst-at-once", "rst-after-echo", "rst-unread"))
+        try:
+            one_connection(port, kind, rng)
+        except (OSError, AssertionError) as e:
+            failures.append("connection %d (%s): %r" % (number + 1, kind, e))
+            return
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+
+def control(port, done, results):
+    """Echo round trips on one connection until DONE is set; every one must succeed."""
+    client = connect(port)
+    try:
+        number = 0
+        while not done.is_set():
+            message = b"control round trip %d\n" % number
+            back = echo(client, message)
+            if back != message:
+                results["failure"] = "round trip %d: sent %r, got %r" % (number, message, back)
+                return
+            number += 1
+            results["round trips"] = number
+            time.sleep(0.01)
+        results["client"] = client  # closed by the test once the storm is over
+        client = None
+    except OSError as e:
+        results["failure"] = "round trip %d: %r" % (results.get("round trips", 0), e)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def settled(lines):
+    """Once as many clients have disconnected as connected (and at least one has)."""
+    connected = sum(1 for line in lines if CONNECTED.match(line))
+    disconnected = sum(1 for line in lines if DISCONNECTED.match(line))
+    return connected and connected == disconnected
+
+
+@pytest.mark.parametrize("chapter", DISCONNECTERS, ids=chapters.ids(DISCONNECTERS))
+def test_two_thousand_connections_end_every_way(chapter, start_server):
+    server = start_server(chapter, "--max-clients", str(SLOTS))
+    port = server.port
+    done = threading.Event()
+    results = {}
+    controller = threading.Thread(target=control, args=(port, done, results), daemon=True)
+    controller.start()
+    failures = []
+    kinds = [{} for _ in range(THREADS)]
+    seed = int.from_bytes(os.urandom(4), "little")
+    started = time.monotonic()
+    threads = [threading.Thread(target=storm, args=(port, seed + i, failures, kinds[i]),
+                                daemon=True) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(1.0, started + STORM_TIMEOUT - time.monotonic()))
+    stormed = time.monotonic() - started
+    done.set()
+    controller.join(10.0)
+    assert not any(t.is_alive() for t in threads + [controller]), (
+        "clients still busy after %s s" % STORM_TIMEOUT, server.output())
+    assert server.running(), ("the server ended during the storm", server.output())
+    assert not failures, ("seed %d: %d of %d client threads failed" % (seed, len(failures),
+                                                                        THREADS),
+                          failures, server.output())
+    assert "failure" not in results, ("the control client failed during the storm",
+                                      results, server.output())
+    assert results.get("round trips", 0) > 0, server.output()
+
+    # A last client echoes: the accepter has taken every connection queued before it.
+    last = connect(port)
+    assert echo(last, b"after the storm\n") == b"after the storm\n", server.output()
+    last.close()
+    results["client"].close()
+    server.wait_until(settled, SETTLE_TIMEOUT, "as many disconnected lines as connected")
+
+    lines = list(server.stdout)
+    assert not [line for line in lines if line.startswith("refused ")], server.output()
+    connected_at, disconnected_at, live_counts = {}, {}, []
+    connected_so_far = 0
+    for index, line in enumerate(lines):
+        match = CONNECTED.match(line)
+        if match:
+            assert match.group("id") not in connected_at, ("two connected lines", line)
+            connected_at[match.group("id")] = index
+            connected_so_far += 1
+            continue
+        match = DISCONNECTED.match(line)
+        if match:
+            client_id = match.group("id")
+            assert client_id not in disconnected_at, ("client %s disconnected twice" % client_id,
+                                                      server.output())
+            assert client_id in connected_at, ("client %s disconnected before it connected"
+                                               % client_id, server.output())
+            disconnected_at[client_id] = index
+            assert REASON.match(match.group("reason")), ("unexpected reason", line)
+            live = int(match.group("live"))
+            live_counts.append(live)
+            # Printed under the pool lock, right after the count changed: it counts the
+            # clients whose connected line came before it, less those disconnected, plus
+            # at most the one client the accepter has taken a slot for but not printed yet.
+            expected = connected_so_far - len(disconnected_at)
+            assert expected <= live <= expected + 1, (
+                "line %d: %r, but %d clients are connected by then" % (index + 1, line, expected),
+                server.output())
+    # Every storm connection that got as far as an echo was accepted, plus the control
+    # and the last client; a connection reset before it was accepted may never show.
+    totals = total_kinds(kinds)
+    echoed = totals.get("fin", 0) + totals.get("rst-after-echo", 0)
+    assert len(connected_at) >= echoed + 2, server.output()
+    assert sorted(connected_at) == sorted(disconnected_at), server.output()
+    assert live_counts and live_counts[-1] == 0, ("the last live count is not 0",
+                                                   live_counts[-5:], server.output())
+    print("seed %d: %d connections (%s) in %.1f s; %d accepted; %d control round trips" % (
+        seed, THREADS * PER_THREAD, ", ".join("%d %s" % (n, k) for k, n in sorted(totals.items())),
+        stormed, len(connected_at),
+        results["round trips"]))
+    assert server.quit() == 0, server.output()
+
+
+def total_kinds(kinds):
+    """{kind: connections} over every thread's counts."""
+    total = {}
+    for counts in kinds:
+        for kind, count in counts.items():
+            total[kind] = total.get(kind, 0) + count
+    return total

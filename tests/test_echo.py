@@ -1,0 +1,70 @@
+"""An echo chapter sends back every byte it receives, unchanged and in order: messages
+around its receive size, random binary data up to 1 MiB, and 200 clients at once making
+round trips of random sizes.
+"""
+
+import os
+import time
+
+import pytest
+
+import chapters
+from harness import connect, echo, round_trips
+
+ECHOERS = chapters.chapters_with("echo")
+IDS = chapters.ids(ECHOERS)
+# Only catches a hang: the 200-client test takes some seconds under Wine.
+MANY_CLIENTS_TIMEOUT = 240.0
+
+
+@pytest.mark.parametrize("size", [1, 1023, 1024, 1025, 4096, 65536])
+@pytest.mark.parametrize("chapter", ECHOERS, ids=IDS)
+def test_echoes_every_byte(chapter, size, start_server):
+    server = start_server(chapter)
+    client = connect(server.port)
+    try:
+        message = bytes(b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36] for i in range(size))
+        assert echo(client, message) == message, server.output()
+        # The connection still works after it: a second round trip.
+        assert echo(client, b"again\n") == b"again\n", server.output()
+    finally:
+        client.close()
+    assert server.quit() == 0, server.output()
+
+
+@pytest.mark.parametrize("chapter", ECHOERS, ids=IDS)
+def test_echoes_random_binary_data(chapter, start_server):
+    server = start_server(chapter)
+    client = connect(server.port, timeout=30.0)
+    try:
+        for size in (2, 255, 4097, 10000, 100003, 1 << 20):
+            message = os.urandom(size)
+            back = echo(client, message)
+            assert len(back) == size, ("%d bytes sent, %d came back" % (size, len(back)),
+                                       server.output())
+            assert back == message, ("%d bytes came back changed, first at %d" % (
+                size, next(i for i in range(size) if back[i] != message[i])), server.output())
+    finally:
+        client.close()
+    assert server.quit() == 0, server.output()
+
+
+@pytest.mark.parametrize("chapter", ECHOERS, ids=IDS)
+def test_two_hundred_clients_at_once(chapter, start_server):
+    clients, rounds = 200, 100
+    server = start_server(chapter, "--max-clients", "256")
+    socks = [connect(server.port) for _ in range(clients)]
+    seed = int.from_bytes(os.urandom(4), "little")
+    try:
+        started = time.monotonic()
+        trips = round_trips(socks, rounds, sizes=(1, 8192), timeout=MANY_CLIENTS_TIMEOUT,
+                            seed=seed)
+        failed = ["client %d: %r" % (i, t) for i, t in enumerate(trips) if t.rounds != rounds]
+        assert not failed, ("seed %d" % seed, failed[:10], server.output())
+        print("%d clients x %d round trips in %.1f s" % (clients, rounds,
+                                                         time.monotonic() - started))
+    finally:
+        for s in socks:
+            s.close()
+    assert server.running(), server.output()
+    assert server.quit() == 0, server.output()
