@@ -205,11 +205,15 @@ fail:
     return INVALID_SOCKET;
 }
 
-/* Whether accept() failed because of that one connection, so accepting can go on. */
-static int is_transient_accept_error(int error)
+/*
+ * Whether an accept() error means the listener itself is unusable. Any other error
+ * concerns one connection (a client that reset before it was accepted) or a passing
+ * shortage of sockets or buffers, so accepting goes on.
+ */
+static int is_fatal_accept_error(int error)
 {
-    /* The client reset before we accepted it, or we are out of sockets or buffers for now. */
-    return error == WSAECONNRESET || error == WSAEMFILE || error == WSAENOBUFS;
+    return error == WSAENOTSOCK || error == WSAEINVAL || error == WSAEOPNOTSUPP ||
+           error == WSAEFAULT || error == WSANOTINITIALISED || error == WSAENETDOWN;
 }
 
 /*
@@ -275,9 +279,9 @@ static int accept_waiting_clients(struct server *server)
         if (error == WSAEWOULDBLOCK)
             return 0; /* backlog empty: WSAEventSelect made the listener non-blocking */
         report_error("accept", (unsigned long)error);
-        if (!is_transient_accept_error(error))
+        if (is_fatal_accept_error(error))
             return -1;
-        if (error != WSAECONNRESET)
+        if (error == WSAEMFILE || error == WSAENOBUFS)
             Sleep(100); /* out of resources: give the system a moment rather than spin */
     }
 }
