@@ -14,7 +14,7 @@ import time
 import pytest
 
 import chapters
-from harness import connect, echo, reset
+from harness import connect, echo, local_port, reset
 
 DISCONNECTERS = chapters.chapters_with("disconnect", "echo")
 THREADS = 8
@@ -29,9 +29,20 @@ STORM_TIMEOUT = 300.0  # only catches a hang
 SETTLE_TIMEOUT = 30.0
 
 
+class StormFailure(Exception):
+    """A storm connection that failed, with the client's port to find it in the output."""
+
+    def __init__(self, client_port, what):
+        super().__init__(client_port, what)
+        self.client_port = client_port
+        self.what = what
+
+
 def one_connection(port, kind, rng):
     """Opens a connection and ends it the way KIND says."""
     client = connect(port)
+    client_port = local_port(client)
+    step = "connected"
     try:
         if kind == "rst-at-once":
             reset(client)
@@ -41,13 +52,16 @@ def one_connection(port, kind, rng):
             client.sendall(message)  # the echo is still on its way back
             reset(client)
             return
+        step = "echoing %d bytes" % len(message)
         back = echo(client, message)
-        assert back == message, "%s: %d bytes sent, %d came back%s" % (
-            kind, len(message), len(back), "" if len(back) != len(message) else " changed")
+        assert back == message, "%d bytes sent, %d came back%s" % (
+            len(message), len(back), "" if len(back) != len(message) else " changed")
         if kind == "rst-after-echo":
             reset(client)
         else:
             client.close()  # FIN
+    except (OSError, AssertionError) as e:
+        raise StormFailure(client_port, "%s: %r" % (step, e))
     finally:
         client.close()
 
@@ -61,8 +75,12 @@ def storm(port, seed, failures, kinds):
         kind = rng.choice(("fin", "rst-at-once", "rst-after-echo", "rst-unread"))
         try:
             one_connection(port, kind, rng)
-        except (OSError, AssertionError) as e:
-            failures.append("connection %d (%s): %r" % (number + 1, kind, e))
+        except StormFailure as e:
+            failures.append((e.client_port, "connection %d (%s) from port %d, %s" % (
+                number + 1, kind, e.client_port, e.what)))
+            return
+        except OSError as e:  # connect itself failed
+            failures.append((None, "connection %d (%s): connect: %r" % (number + 1, kind, e)))
             return
         kinds[kind] = kinds.get(kind, 0) + 1
 
@@ -121,9 +139,15 @@ def test_two_thousand_connections_end_every_way(chapter, start_server):
     assert not any(t.is_alive() for t in threads + [controller]), (
         "clients still busy after %s s" % STORM_TIMEOUT, server.output())
     assert server.running(), ("the server ended during the storm", server.output())
-    assert not failures, ("seed %d: %d of %d client threads failed" % (seed, len(failures),
-                                                                        THREADS),
-                          failures, server.output())
+    if failures:
+        # Say for each failed client whether the server had accepted it: clients never
+        # accepted while others wait mean the accepter stopped.
+        printed = "\n".join(server.stdout)
+        described = ["%s (%s)" % (what, "never accepted" if client_port and not re.search(
+            r"(?m)^client \d+ connected from 127\.0\.0\.1:%d " % client_port, printed)
+            else "accepted") for client_port, what in failures]
+        pytest.fail("seed %d: %d of %d client threads failed:\n%s\n%s" % (
+            seed, len(failures), THREADS, "\n".join(described), server.output()))
     assert "failure" not in results, ("the control client failed during the storm",
                                       results, server.output())
     assert results.get("round trips", 0) > 0, server.output()
