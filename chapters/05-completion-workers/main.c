@@ -34,6 +34,12 @@
 #define EXIT_USAGE 2
 /* Bytes one overlapped operation can carry; a longer message takes several. */
 #define IO_BUFFER_SIZE 4096
+/*
+ * How often the accepter looks at the backlog even when its event stays quiet. Windows
+ * signals every new connection; Wine 8 has been seen to miss one now and then, and the
+ * server must not stop accepting for it. A look that finds nothing costs one accept().
+ */
+#define BACKLOG_RECHECK_MS 250
 /* Room for "[" + the longest IPv6 text + "]:65535". */
 #define ADDRESS_TEXT_SIZE (INET6_ADDRSTRLEN + 9)
 
@@ -364,18 +370,19 @@ static unsigned __stdcall accept_clients(void *context)
     events[1] = server->connection_waiting;
     for (;;) {
         WSANETWORKEVENTS happened;
-        DWORD woken = WaitForMultipleObjects(2, events, FALSE, INFINITE);
+        DWORD woken = WaitForMultipleObjects(2, events, FALSE, BACKLOG_RECHECK_MS);
 
         if (woken == WAIT_OBJECT_0)
             return 0;
-        if (woken != WAIT_OBJECT_0 + 1) {
+        if (woken == WAIT_OBJECT_0 + 1) {
+            /* Also resets the event, so the next wait sleeps until another client arrives. */
+            if (WSAEnumNetworkEvents(server->listener, server->connection_waiting, &happened) ==
+                SOCKET_ERROR) {
+                report_wsa_error("WSAEnumNetworkEvents");
+                break;
+            }
+        } else if (woken != WAIT_TIMEOUT) {
             report_win_error("WaitForMultipleObjects");
-            break;
-        }
-        /* Also resets the event, so the next wait sleeps until another client arrives. */
-        if (WSAEnumNetworkEvents(server->listener, server->connection_waiting, &happened) ==
-            SOCKET_ERROR) {
-            report_wsa_error("WSAEnumNetworkEvents");
             break;
         }
         if (accept_waiting_clients(server) != 0)
