@@ -108,7 +108,7 @@ static int start_winsock(void)
     int error = WSAStartup(MAKEWORD(2, 2), &data);
 
     if (error != 0) {
-        /* WSAStartup returns its error; WSAGetLastError is not usable before it succeeds. */
+        /* WSAStartup returns its error; its page says not to use WSAGetLastError for it. */
         report_error("WSAStartup", (unsigned long)error);
         return -1;
     }
