@@ -27,7 +27,10 @@ for job in "$@"; do
         if ! command -v wine64 >/dev/null 2>&1 && [ ! -x /usr/lib/wine/wine64 ]; then
             packages="$packages wine wine64"
         fi ;;
-    test) need_file /usr/bin/pytest-3 python3-pytest ;;
+    test)
+        need_file /usr/bin/pytest-3 python3-pytest
+        # The workflow test parses .github/workflows/ci.yml.
+        /usr/bin/python3 -c 'import yaml' 2>/dev/null || packages="$packages python3-yaml" ;;
     docs) need doxygen doxygen; need dot graphviz ;;
     format) need clang-format clang-format ;;
     bear) need bear bear ;;
