@@ -901,8 +901,15 @@ int main(int argc, char **argv)
     printf("stopping: %s\n", quit_wait());
     accepted_to_the_end = stop_accepting(&server, accepter) == 0;
     close_all_clients(&server);
-    if (wait_for_clients(&server) != 0 || stop_workers(&server) != 0)
-        return EXIT_FAILURE; /* something may still use the pool: leave it to the system */
+    if (wait_for_clients(&server) != 0 || stop_workers(&server) != 0) {
+        /*
+         * I/O or a worker may still use the pool, so free nothing, and end as chapter 07
+         * did: without the C runtime's clean-up, which a running worker could upset.
+         */
+        if (!TerminateProcess(GetCurrentProcess(), EXIT_FAILURE))
+            report_win_error("TerminateProcess");
+        return EXIT_FAILURE;
+    }
     /* Closed last: a port must outlive every handle associated with it and every waiter. */
     if (!CloseHandle(server.port))
         report_win_error("CloseHandle");
