@@ -120,13 +120,9 @@ def check_pieces(server, client_id, sent, pieces, size):
                           len(data), len(sent), server.output())
 
 
-@pytest.mark.parametrize("extra", [0, 1], ids=["buffer-size", "buffer-size+1"])
-@pytest.mark.parametrize("chapter", RECEIVERS, ids=IDS)
-def test_message_of_the_buffer_size(chapter, extra, start_server):
-    server = start_server(chapter)
-    _, size = started(server)
-    # Mostly bytes printed as four characters (\xff), the longest line a receive can give.
-    message = bytes(0xFF if i % 5 else i % 256 for i in range(size + extra))
+def send_and_check(server, message, size):
+    """Sends message from a new client, checks the server printed it intact in pieces of
+    at most size bytes, closes the client and returns its id."""
     client = connect(server.port)
     try:
         client_id = client_ids(server, [client])[local_port(client)]
@@ -135,6 +131,17 @@ def test_message_of_the_buffer_size(chapter, extra, start_server):
         check_pieces(server, client_id, message, pieces, size)
     finally:
         client.close()
+    return client_id
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["buffer-size", "buffer-size+1"])
+@pytest.mark.parametrize("chapter", RECEIVERS, ids=IDS)
+def test_message_of_the_buffer_size(chapter, extra, start_server):
+    server = start_server(chapter)
+    _, size = started(server)
+    # Mostly bytes printed as four characters (\xff), the longest line a receive can give.
+    message = bytes(0xFF if i % 5 else i % 256 for i in range(size + extra))
+    client_id = send_and_check(server, message, size)
     server.wait_for(r"^client %s closed the connection$" % client_id)
     assert server.quit() == 0, server.output()
 
@@ -146,14 +153,7 @@ def test_binary_bytes_are_escaped(chapter, start_server):
     # Every byte value, then runs of the ones that need care: zero, 0xff, backslashes
     # (also before an x, where \\x41 must not read as the escape \x41), line ends, DEL.
     message = bytes(range(256)) + b"\x00\x00\xff\xff\\\\\\x41\\n\r\n\t\x7f\x80 ~"
-    client = connect(server.port)
-    try:
-        client_id = client_ids(server, [client])[local_port(client)]
-        client.sendall(message)
-        pieces = received(server, {client_id: message})[client_id]
-        check_pieces(server, client_id, message, pieces, size)
-    finally:
-        client.close()
+    send_and_check(server, message, size)
     assert server.quit() == 0, server.output()
 
 
