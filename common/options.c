@@ -86,10 +86,27 @@ static const char *program_name(int argc, char **argv)
     return name;
 }
 
+/*
+ * Refuses an option given a second time: with two values there is no telling which one
+ * the user meant, so neither wins.
+ */
+static void check_once(const char *program, unsigned accepted, unsigned *given, unsigned flag,
+                       const char *name)
+{
+    char problem[200];
+
+    if (*given & flag) {
+        snprintf(problem, sizeof problem, "%s given more than once", name);
+        usage_error(program, accepted, problem);
+    }
+    *given |= flag;
+}
+
 void parse_options(int argc, char **argv, unsigned accepted, struct options *options)
 {
     const char *program = program_name(argc, argv);
     char problem[200];
+    unsigned given = 0; /* the options seen so far, to refuse repeats */
     int i;
     size_t n;
 
@@ -108,6 +125,7 @@ void parse_options(int argc, char **argv, unsigned accepted, struct options *opt
             exit(EXIT_SUCCESS);
         }
         if (strcmp(name, "--bind") == 0 && (accepted & OPTION_BIND)) {
+            check_once(program, accepted, &given, OPTION_BIND, "--bind");
             if (value == NULL || value[0] == '\0')
                 usage_error(program, accepted, "--bind needs an address");
             options->bind_address = value;
@@ -121,6 +139,7 @@ void parse_options(int argc, char **argv, unsigned accepted, struct options *opt
             if (strcmp(name, option->name) != 0 || !(accepted & option->flag))
                 continue;
             known = 1;
+            check_once(program, accepted, &given, option->flag, option->name);
             if (value == NULL) {
                 snprintf(problem, sizeof problem, "%s needs a value", option->name);
                 usage_error(program, accepted, problem);

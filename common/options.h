@@ -37,7 +37,8 @@ struct options {
 /**
  * @brief Fills @p options from the command line, accepting only the options in
  *        @p accepted; prints usage and exits 0 on --help, and prints the problem and
- *        usage to stderr and exits 2 on anything it cannot accept.
+ *        usage to stderr and exits 2 on anything it cannot accept: an unknown option,
+ *        a missing or bad value, or an option given more than once.
  */
 void parse_options(int argc, char **argv, unsigned accepted, struct options *options);
 

@@ -47,6 +47,29 @@ def test_bad_option_prints_usage_and_exits_2(chapter, args, problem):
     assert result.stdout == [], result
 
 
+# A valid value for each option, so the repeat is the only thing wrong.
+VALUES = {"--port": ["1", "2"], "--bind": ["127.0.0.1", "::1"], "--max-clients": ["1", "2"],
+          "--workers": ["1", "2"]}
+
+
+def repeats():
+    """(chapter, option) for every option every chapter accepts."""
+    for chapter in chapters.ALL:
+        for option in sorted(chapter.options or ()):
+            yield pytest.param(chapter, option, id="%s %s" % (chapter.name, option))
+
+
+@pytest.mark.parametrize("chapter,option", list(repeats()))
+def test_an_option_given_twice_prints_usage_and_exits_2(chapter, option):
+    first, second = VALUES[option]
+    result = harness.run(chapter.exe, [option, first, option, second])
+    assert result.code == EXIT_USAGE, result
+    assert re.search(r"(?m)^\S+: %s given more than once$" % re.escape(option),
+                     result.err), result
+    assert re.search(r"(?m)^usage: ", result.err), result
+    assert result.stdout == [], result
+
+
 @pytest.mark.parametrize("chapter", chapters.ALL, ids=chapters.ids(chapters.ALL))
 def test_help_prints_usage_with_the_chapters_options(chapter):
     result = harness.run(chapter.exe, ["--help"])
