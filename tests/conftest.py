@@ -7,40 +7,16 @@ Export WINEPREFIX to use a Wine prefix of your own (scripts/wine.sh's default is
 build/wineprefix); the session stops that prefix's wineserver when it ends.
 """
 
-import subprocess
-
 import pytest
 
 import harness
-from chapters import ROOT
 
 
 @pytest.fixture(scope="session", autouse=True)
 def wine():
-    """Starts a persistent wineserver for the session and always stops it at the end.
-
-    The first program of a fresh prefix starts helper processes that inherit its stdio;
-    with stdio on DEVNULL they cannot hold the pipes the tests read to the end.
-    """
-    if harness.WINDOWS:
+    """Wine for the whole session (harness.wine_session): started once, always stopped."""
+    with harness.wine_session():
         yield
-        return
-
-    def wine_sh(*args, timeout):
-        return subprocess.run(["sh", harness.WINE_SH] + list(args), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                              timeout=timeout)
-
-    try:
-        assert wine_sh("start", timeout=300).returncode == 0, "scripts/wine.sh start failed"
-        # `start` boots the prefix only once, when it is new; but every new wineserver
-        # starts its helpers (winedevice.exe...) with the first program it runs, and they
-        # inherit that program's stdio. Make that program this one, on DEVNULL, so no
-        # helper holds a pipe a test reads to the end.
-        assert wine_sh("run", "wineboot", timeout=300).returncode == 0, "wineboot failed"
-        yield
-    finally:
-        wine_sh("stop", timeout=60)
 
 
 @pytest.fixture

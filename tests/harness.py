@@ -6,6 +6,7 @@ program's console handler as CTRL_C_EVENT. On Windows the program runs in a new 
 group, so CTRL_BREAK_EVENT can reach it without reaching the test runner.
 """
 
+import contextlib
 import os
 import random
 import re
@@ -41,6 +42,33 @@ LINE_TIMEOUT = 10.0
 EXIT_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 CLIENT_TIMEOUT = 5.0
+
+
+def _wine_sh(*args, timeout):
+    return subprocess.run(["sh", WINE_SH] + list(args), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                          timeout=timeout)
+
+
+@contextlib.contextmanager
+def wine_session():
+    """Keeps one persistent wineserver for the prefix while the block runs, and always
+    stops it at the end, so nothing of Wine's is left running. Nothing on Windows.
+
+    Every new wineserver starts Wine's helpers (winedevice.exe...) with the first program
+    it runs, and they inherit that program's stdio: that program is wineboot, on DEVNULL,
+    so no helper can hold open a pipe that a caller reads to the end.
+    """
+    if WINDOWS:
+        yield
+        return
+    try:
+        # `start` boots the prefix only when it is new; wineboot here covers a new server.
+        assert _wine_sh("start", timeout=300).returncode == 0, "scripts/wine.sh start failed"
+        assert _wine_sh("run", "wineboot", timeout=300).returncode == 0, "wineboot failed"
+        yield
+    finally:
+        _wine_sh("stop", timeout=60)
 
 
 def _shown(path):
