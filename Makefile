@@ -19,7 +19,7 @@ SHELL := /bin/sh
 CHAPTER_DIRS := $(sort $(patsubst %/,%,$(dir $(wildcard chapters/*/main.c))))
 CHAPTERS := $(notdir $(CHAPTER_DIRS))
 COMMON_SOURCES := $(wildcard common/*.c)
-TOOLS := client tour
+TOOLS := client
 
 BUILD := build
 
@@ -138,8 +138,15 @@ client: all tools-wine
 	$(RUN) $(BUILD)/tools/client.exe $(HOST) $(PORT)
 
 # --- tour and tests ---------------------------------------------------------------------
-tour: all tools-wine
-	$(RUN) $(BUILD)/tools/tour.exe --build-dir $(BUILD) $(CH)
+# tests/tour.py plays each chapter's tour.txt through the test harness, with the Python
+# the tests use (tools-test installs it on Linux); it needs no pytest itself.
+ifeq ($(NATIVE),)
+  TOUR_PYTHON := /usr/bin/python3
+else
+  TOUR_PYTHON := python
+endif
+tour: all tools-wine tools-test
+	$(TOUR_PYTHON) tests/tour.py --build-dir $(BUILD) $(CH)
 
 notes:
 	@scripts/notes.sh

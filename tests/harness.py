@@ -23,7 +23,6 @@ from chapters import BUILD_DIR, ROOT
 WINDOWS = os.name == "nt"
 WINE_SH = os.path.join(ROOT, "scripts", "wine.sh")
 NOTES_SH = os.path.join(ROOT, "scripts", "notes.sh")
-TOUR_EXE = os.path.join(BUILD_DIR, "tools", "tour.exe")
 
 # What the program prints for interrupt(): SIGINT arrives as Ctrl+C under Wine; on
 # Windows only Ctrl+Break can be sent to one process group.

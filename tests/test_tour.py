@@ -1,4 +1,4 @@
-"""Each chapter's tour (tools/tour.c) passes: its program, driven by tour.txt, prints
+"""Each chapter's tour (tests/tour.py) passes: its program, driven by tour.txt, prints
 what the README's "## Expected output" block says. And the tour can fail: a copy of the
 chapter whose expected output has one word changed makes it fail."""
 
@@ -9,21 +9,33 @@ import shutil
 import pytest
 
 import chapters
-import harness
+import tour as tour_player
 
 TOURED = [c for c in chapters.ALL if os.path.isfile(os.path.join(c.dir, "tour.txt"))]
 IDS = chapters.ids(TOURED)
-TOUR_TIMEOUT = 120.0
 PLACEHOLDER = re.compile(r"<[^<>]*>")
 WORD = re.compile(r"[A-Za-z]{4,}")
 
 
-# The chapter programs' folder as tour.exe (a Windows program) names it.
-BUILD_DIR = harness.windows_path(chapters.BUILD_DIR)
+class Tour:
+    """A finished tour: its exit code and the lines it printed."""
+
+    def __init__(self, code, out):
+        self.code = code
+        self.stdout = out.splitlines()
+
+    def __repr__(self):
+        return "exit code %r\n%s" % (self.code, "\n".join(self.stdout))
 
 
-def tour(*args):
-    return harness.run(harness.TOUR_EXE, list(args), timeout=TOUR_TIMEOUT)
+@pytest.fixture
+def tour(capsys):
+    """tour(ARGS...) plays the tour in this session's Wine and returns a Tour."""
+    def play(*args):
+        capsys.readouterr()
+        code = tour_player.tour(["--build-dir", chapters.BUILD_DIR] + list(args))
+        return Tour(code, capsys.readouterr().out)
+    return play
 
 
 def test_every_chapter_has_a_tour():
@@ -31,8 +43,8 @@ def test_every_chapter_has_a_tour():
 
 
 @pytest.mark.parametrize("chapter", TOURED, ids=IDS)
-def test_tour_passes(chapter):
-    result = tour("--build-dir", BUILD_DIR, chapter.name)
+def test_tour_passes(chapter, tour):
+    result = tour(chapter.name)
     assert result.code == 0, result
     assert "PASS %s" % chapter.name in result.stdout, result
     assert result.stdout[-1] == "tour: 1 passed, 0 failed", result
@@ -64,17 +76,17 @@ def change_one_word(readme):
 
 
 @pytest.mark.parametrize("chapter", TOURED, ids=IDS)
-def test_tour_fails_when_the_expected_output_is_wrong(chapter, tmp_path):
+def test_tour_fails_when_the_expected_output_is_wrong(chapter, tour, tmp_path):
     copy = tmp_path / "chapters" / chapter.name
     shutil.copytree(chapter.dir, str(copy))
-    chapters_dir = harness.windows_path(str(tmp_path / "chapters"))
+    chapters_dir = str(tmp_path / "chapters")
 
     # The untouched copy passes: what follows fails because of the change alone.
-    before = tour("--chapters-dir", chapters_dir, "--build-dir", BUILD_DIR, chapter.name)
+    before = tour("--chapters-dir", chapters_dir, chapter.name)
     assert before.code == 0 and "PASS %s" % chapter.name in before.stdout, before
 
     word = change_one_word(str(copy / "README.md"))
-    after = tour("--chapters-dir", chapters_dir, "--build-dir", BUILD_DIR, chapter.name)
+    after = tour("--chapters-dir", chapters_dir, chapter.name)
     assert after.code == 1, ("changing %r did not fail the tour" % word, after)
     assert any(line.startswith("FAIL %s" % chapter.name) for line in after.stdout), after
     assert after.stdout[-1] == "tour: 0 passed, 1 failed", after
