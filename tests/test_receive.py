@@ -66,8 +66,10 @@ def test_escaping_helpers():
 
 
 def started(server):
-    """(worker count, receive size) from the startup line."""
-    match = server.wait_for(STARTED.pattern)
+    """(worker count, receive size) from the startup line, wherever it is among the
+    startup lines (the wait_for cursor is not moved)."""
+    match = server.wait_until(lambda lines: next(
+        (m for m in map(STARTED.match, lines) if m), None), what="the worker threads line")
     return int(match.group("workers")), int(match.group("size"))
 
 

@@ -16,48 +16,12 @@
 #include "errors.h"
 #include "options.h"
 #include "quit.h"
+#include "winsock.h"
 
-#define WANTED_MAJOR 2
-#define WANTED_MINOR 2
 /* Exit code for a bad command line, the same as parse_options uses. */
 #define EXIT_USAGE 2
 /* Room for "[" + the longest IPv6 text + "]:65535". */
 #define ADDRESS_TEXT_SIZE (INET6_ADDRSTRLEN + 9)
-
-/* Stops Winsock, once for each successful WSAStartup; returns 0, or -1 after reporting. */
-static int stop_winsock(void)
-{
-    if (WSACleanup() != 0) {
-        report_wsa_error("WSACleanup");
-        return -1;
-    }
-    return 0;
-}
-
-/* Starts Winsock 2.2; returns 0, or -1 after reporting the error. */
-static int start_winsock(void)
-{
-    WSADATA data;
-    int error;
-
-    /* MAKEWORD(low, high): the low byte is the major version, the high byte the minor. */
-    error = WSAStartup(MAKEWORD(WANTED_MAJOR, WANTED_MINOR), &data);
-    if (error != 0) {
-        /* WSAStartup returns its error; its page says not to use WSAGetLastError for it. */
-        report_error("WSAStartup", (unsigned long)error);
-        return -1;
-    }
-    printf("WSAStartup: asked for %d.%d, got %d.%d\n", WANTED_MAJOR, WANTED_MINOR,
-           LOBYTE(data.wVersion), HIBYTE(data.wVersion));
-    if (LOBYTE(data.wVersion) != WANTED_MAJOR || HIBYTE(data.wVersion) != WANTED_MINOR) {
-        fprintf(stderr, "WSAStartup gave version %d.%d, not %d.%d\n", LOBYTE(data.wVersion),
-                HIBYTE(data.wVersion), WANTED_MAJOR, WANTED_MINOR);
-        /* The call itself succeeded, so it still needs its WSACleanup. */
-        stop_winsock();
-        return -1;
-    }
-    return 0;
-}
 
 /* Closes a socket, reporting a failure; for sockets we are done with. */
 static void close_socket(SOCKET socket_handle)

@@ -1,0 +1,195 @@
+#include "accepter.h"
+
+#include <process.h>
+
+#include <stdio.h>
+
+#include "errors.h"
+#include "listener.h"
+
+/*
+ * How often the accepter looks at the backlog even when its event stays quiet. Windows
+ * signals every new connection; Wine 8 has been seen to miss one now and then, and the
+ * server must not stop accepting for it. A look that finds nothing costs one accept().
+ */
+#define BACKLOG_RECHECK_MS 250
+/*
+ * Accepts taken in one pass before the accepter looks at its stop event again, so that a
+ * backlog that never empties (a connect flood) cannot keep it from stopping.
+ */
+#define ACCEPTS_PER_PASS 64
+/* How long to wait before trying again when the system is out of sockets or buffers. */
+#define SHORTAGE_PAUSE_MS 100
+
+/* What one pass over the backlog found, which decides how long the next wait may be. */
+enum pass_result { BACKLOG_EMPTY, BACKLOG_MAY_HOLD_MORE, SHORT_OF_RESOURCES, LISTENER_BROKEN };
+
+/*
+ * Whether an accept() error means the listener itself is unusable. Any other error
+ * concerns one connection (a client that reset before it was accepted) or a passing
+ * shortage of sockets or buffers, so accepting goes on.
+ */
+static int is_fatal_accept_error(int error)
+{
+    return error == WSAENOTSOCK || error == WSAEINVAL || error == WSAEOPNOTSUPP ||
+           error == WSAEFAULT || error == WSANOTINITIALISED || error == WSAENETDOWN;
+}
+
+/*
+ * Undoes what an accepted socket inherits from the listener's WSAEventSelect: the event
+ * association and non-blocking mode. Returns 0, or -1 after reporting the error.
+ */
+static int make_plain_socket(SOCKET socket_handle)
+{
+    u_long non_blocking = 0;
+
+    if (WSAEventSelect(socket_handle, NULL, 0) == SOCKET_ERROR) {
+        report_wsa_error("WSAEventSelect");
+        return -1;
+    }
+    if (ioctlsocket(socket_handle, FIONBIO, &non_blocking) == SOCKET_ERROR) {
+        report_wsa_error("ioctlsocket(FIONBIO)");
+        return -1;
+    }
+    return 0;
+}
+
+/* Accepts up to ACCEPTS_PER_PASS waiting connections and says what it found. */
+static enum pass_result accept_waiting_clients(struct accepter *accepter)
+{
+    int accepted;
+
+    for (accepted = 0; accepted < ACCEPTS_PER_PASS; accepted++) {
+        struct sockaddr_storage peer;
+        int peer_length = (int)sizeof peer;
+        char text[ADDRESS_TEXT_SIZE];
+        SOCKET socket_handle;
+        int error;
+
+        socket_handle = accept(accepter->listener, (struct sockaddr *)&peer, &peer_length);
+        if (socket_handle != INVALID_SOCKET) {
+            if (make_plain_socket(socket_handle) != 0)
+                close_socket(socket_handle);
+            else
+                accepter->admit(accepter->context, socket_handle,
+                                format_address((const struct sockaddr *)&peer, text, sizeof text));
+            continue;
+        }
+        error = WSAGetLastError();
+        if (error == WSAEWOULDBLOCK)
+            return BACKLOG_EMPTY; /* WSAEventSelect made the listener non-blocking */
+        report_error("accept", (unsigned long)error);
+        if (is_fatal_accept_error(error))
+            return LISTENER_BROKEN;
+        if (error == WSAEMFILE || error == WSAENOBUFS)
+            return SHORT_OF_RESOURCES;
+    }
+    return BACKLOG_MAY_HOLD_MORE;
+}
+
+/*
+ * The accepter thread: accepts until the stop event is set. After an error it ends
+ * early with exit code 1; the clients already connected are still served.
+ */
+static unsigned __stdcall accept_clients(void *context)
+{
+    struct accepter *accepter = context;
+    /* The stop event comes first: when both are set, stopping wins. */
+    HANDLE events[2];
+    DWORD timeout = 0; /* look at the backlog at once: clients may be waiting already */
+
+    events[0] = accepter->stop;
+    events[1] = accepter->connection_waiting;
+    for (;;) {
+        WSANETWORKEVENTS happened;
+        DWORD woken = WaitForMultipleObjects(2, events, FALSE, timeout);
+        enum pass_result found;
+
+        if (woken == WAIT_OBJECT_0)
+            return 0;
+        if (woken == WAIT_OBJECT_0 + 1) {
+            /* Also resets the event, so the next wait sleeps until another client arrives. */
+            if (WSAEnumNetworkEvents(accepter->listener, accepter->connection_waiting, &happened) ==
+                SOCKET_ERROR) {
+                report_wsa_error("WSAEnumNetworkEvents");
+                break;
+            }
+        } else if (woken != WAIT_TIMEOUT) {
+            report_win_error("WaitForMultipleObjects");
+            break;
+        }
+        found = accept_waiting_clients(accepter);
+        if (found == LISTENER_BROKEN)
+            break;
+        timeout = found == BACKLOG_MAY_HOLD_MORE ? 0
+                  : found == SHORT_OF_RESOURCES  ? SHORTAGE_PAUSE_MS
+                                                 : BACKLOG_RECHECK_MS;
+    }
+    fprintf(stderr, "accepting stopped after an error: no new clients until a restart\n");
+    /*
+     * Still wait for the word to stop: the caller may have posted I/O from this thread
+     * (chapter 05's first receives), and the thread's end must come no sooner than quit.
+     */
+    if (WaitForSingleObject(accepter->stop, INFINITE) != WAIT_OBJECT_0)
+        report_win_error("WaitForSingleObject");
+    return 1;
+}
+
+/* Closes the two events, reporting a failure. */
+static void close_events(struct accepter *accepter)
+{
+    if (!WSACloseEvent(accepter->connection_waiting))
+        report_wsa_error("WSACloseEvent");
+    if (!CloseHandle(accepter->stop))
+        report_win_error("CloseHandle");
+}
+
+int accepter_start(struct accepter *accepter, SOCKET listener, admit_function admit, void *context)
+{
+    accepter->listener = listener;
+    accepter->admit = admit;
+    accepter->context = context;
+    accepter->stop = CreateEventA(NULL, TRUE, FALSE, NULL);
+    if (accepter->stop == NULL) {
+        report_win_error("CreateEvent");
+        return -1;
+    }
+    accepter->connection_waiting = WSACreateEvent();
+    if (accepter->connection_waiting == WSA_INVALID_EVENT) {
+        report_wsa_error("WSACreateEvent");
+        if (!CloseHandle(accepter->stop))
+            report_win_error("CloseHandle");
+        return -1;
+    }
+    /* Ask Winsock to signal the event whenever a connection is ready to be accepted. */
+    if (WSAEventSelect(listener, accepter->connection_waiting, FD_ACCEPT) == SOCKET_ERROR) {
+        report_wsa_error("WSAEventSelect");
+        close_events(accepter);
+        return -1;
+    }
+    accepter->thread = (HANDLE)_beginthreadex(NULL, 0, accept_clients, accepter, 0, NULL);
+    if (accepter->thread == NULL) {
+        report_errno("_beginthreadex");
+        close_events(accepter);
+        return -1;
+    }
+    return 0;
+}
+
+int accepter_stop(struct accepter *accepter)
+{
+    DWORD exit_code = 1;
+
+    if (!SetEvent(accepter->stop))
+        report_win_error("SetEvent");
+    if (WaitForSingleObject(accepter->thread, INFINITE) != WAIT_OBJECT_0)
+        report_win_error("WaitForSingleObject");
+    else if (!GetExitCodeThread(accepter->thread, &exit_code))
+        report_win_error("GetExitCodeThread");
+    if (!CloseHandle(accepter->thread))
+        report_win_error("CloseHandle");
+    /* Only now: closesocket must never race another call on the same socket. */
+    close_socket(accepter->listener);
+    close_events(accepter);
+    return exit_code == 0 ? 0 : -1;
+}
