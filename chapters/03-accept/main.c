@@ -198,8 +198,10 @@ static unsigned __stdcall accept_clients(void *context)
     }
     fprintf(stderr, "accepting stopped after an error: no new clients until a restart\n");
     /*
-     * Still wait for the word to stop: the caller may have posted I/O from this thread
-     * (chapter 05's first receives), and the thread's end must come no sooner than quit.
+     * Still wait for the word to stop. From chapter 05 on, this thread posts each client's
+     * first receive, and ExitThread's page cancels "pending I/O initiated by the thread
+     * that is not associated with a completion port": those sockets are associated, but
+     * ending only at quit keeps the server correct either way.
      */
     if (WaitForSingleObject(accepter->stop, INFINITE) != WAIT_OBJECT_0)
         report_win_error("WaitForSingleObject");

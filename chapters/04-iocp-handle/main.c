@@ -149,7 +149,7 @@ int main(int argc, char **argv)
     printf("stopping: %s\n", quit_wait());
     accepted_to_the_end = accepter_stop(&server.accepter) == 0;
     close_clients(&server);
-    /* Closed after the sockets: a port lives until every handle on it is closed. */
+    /* After the sockets, as the I/O Completion Ports overview advises: each holds a reference. */
     if (!CloseHandle(server.port))
         report_win_error("CloseHandle");
     free(server.clients);

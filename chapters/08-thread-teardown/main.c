@@ -586,7 +586,7 @@ int main(int argc, char **argv)
             report_win_error("TerminateProcess");
         return EXIT_FAILURE;
     }
-    /* Closed last: a port must outlive every handle associated with it and every waiter. */
+    /* Last: no thread waits on it now, and every completion for it has been dequeued. */
     if (!CloseHandle(server.port))
         report_win_error("CloseHandle");
     destroy_pool(&server);
