@@ -32,7 +32,7 @@ ifeq ($(OS),Windows_NT)
 else
   NATIVE :=
   CC := x86_64-w64-mingw32-gcc
-  RUN := scripts/wine.sh run
+  RUN := scripts/wine.sh interactive
   PYTEST := /usr/bin/pytest-3
   ENSURE := @scripts/ensure-tools.sh
 endif

@@ -4,6 +4,9 @@
 #
 #   scripts/wine.sh start            prepare the prefix and start a persistent wineserver
 #   scripts/wine.sh run PROGRAM ARGS run one program (starts the server first if needed)
+#   scripts/wine.sh interactive PROGRAM ARGS
+#                                    run a program you type into (make run, make client);
+#                                    Wine ends a few seconds after it does
 #   scripts/wine.sh stop             stop this prefix's wineserver
 set -eu
 
@@ -22,11 +25,13 @@ else
     wine=wine
 fi
 
-start() {
+start() { # start [SECONDS]
     mkdir -p "$WINEPREFIX"
-    # -p without a number: keep running until "stop", so each program starts warm. It
-    # exits 0 only when it started a new server (non-zero: one is running already).
-    if wineserver -p 2>/dev/null && [ -f "$WINEPREFIX/.ready" ]; then
+    # -p without a number: keep running until "stop", so each program starts warm; -pN
+    # (no space: "-p N" is -p alone): end N seconds after the last program, and take
+    # Wine's helper processes along. It exits 0 only when it started a new server
+    # (non-zero: one is running already, and it keeps its own persistence).
+    if wineserver "-p${1:-}" 2>/dev/null && [ -f "$WINEPREFIX/.ready" ]; then
         # The first program under a new server starts Wine's helper processes, and they
         # inherit its stdout: let that program be wineboot, with stdio on /dev/null, so
         # no helper can hold a caller's pipe open.
@@ -42,6 +47,45 @@ start() {
     fi
 }
 
+# A program that a person types into. Wine gives a program with any standard handle on a
+# terminal a Wine console, which draws with escape codes and whose line editing redraws
+# the input line over what the program has just printed. So the program gets pipes, with
+# a cat at the other end of each: the terminal keeps its own line editing, and Ctrl+C
+# still sends SIGINT to wine (it is in the terminal's foreground process group), which
+# runs the program's console handler. The cats, background commands of a script, ignore
+# SIGINT; the one reading the terminal is stopped when the program ends, or it would
+# wait for one more line. The program's exit code is this script's.
+interactive() {
+    start 5
+    if [ ! -t 0 ] && [ ! -t 1 ] && [ ! -t 2 ]; then
+        exec "$wine" "$@"
+    fi
+    pipes=$(mktemp -d)
+    typist=
+    trap 'rm -rf "$pipes"; [ -z "$typist" ] || kill "$typist" 2>/dev/null || true' EXIT
+    trap 'exit 129' HUP
+    trap 'exit 143' TERM
+    # Caught, not ignored: wine must still get SIGINT, and the script must go on to stop
+    # the typist after wine has ended.
+    trap : INT
+    mkfifo "$pipes/in" "$pipes/out" "$pipes/err"
+    # A background command's stdin is /dev/null unless redirected: hand it the terminal.
+    exec 3<&0
+    cat <&3 >"$pipes/in" &
+    typist=$!
+    exec 3<&-
+    cat <"$pipes/out" &
+    shower=$!
+    cat <"$pipes/err" >&2 &
+    complainer=$!
+    code=0
+    "$wine" "$@" <"$pipes/in" >"$pipes/out" 2>"$pipes/err" || code=$?
+    kill "$typist" 2>/dev/null || true
+    typist=
+    wait "$shower" "$complainer" || true
+    exit "$code"
+}
+
 case "${1:-}" in
 start) start ;;
 stop) wineserver -k 2>/dev/null || true ;;
@@ -50,9 +94,13 @@ run)
     [ $# -ge 1 ] || { echo "usage: $0 run PROGRAM [ARGS...]" >&2; exit 2; }
     start
     exec "$wine" "$@" ;;
+interactive)
+    shift
+    [ $# -ge 1 ] || { echo "usage: $0 interactive PROGRAM [ARGS...]" >&2; exit 2; }
+    interactive "$@" ;;
 env)
     echo "WINEPREFIX=$WINEPREFIX WINEDEBUG=$WINEDEBUG WINEDLLOVERRIDES=$WINEDLLOVERRIDES WINE=$wine" ;;
 *)
-    echo "usage: $0 start | run PROGRAM [ARGS...] | stop | env" >&2
+    echo "usage: $0 start | run PROGRAM [ARGS...] | interactive PROGRAM [ARGS...] | stop | env" >&2
     exit 2 ;;
 esac
