@@ -44,7 +44,8 @@ static void print_usage(FILE *out)
             "  PORT    server port, 1-65535 (default %d)\n"
             "  --help  show this help and exit\n"
             "Each line you type is sent with its line end; everything the server sends is "
-            "printed.\nEnd the input (Ctrl+Z then Enter) to finish.\n",
+            "printed.\nEnd the input (Ctrl+Z then Enter in a Windows console, Ctrl+D through "
+            "`make client` under Wine) to finish.\n",
             DEFAULT_HOST, DEFAULT_PORT);
 }
 
