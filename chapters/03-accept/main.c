@@ -168,12 +168,13 @@ static unsigned __stdcall accept_clients(void *context)
     /* The stop event comes first: when both are set, stopping wins. */
     HANDLE events[2];
     DWORD timeout = 0; /* look at the backlog at once: clients may be waiting already */
+    DWORD watched = 2; /* after a shortage, only the stop event (see below) */
 
     events[0] = accepter->stop;
     events[1] = accepter->connection_waiting;
     for (;;) {
         WSANETWORKEVENTS happened;
-        DWORD woken = WaitForMultipleObjects(2, events, FALSE, timeout);
+        DWORD woken = WaitForMultipleObjects(watched, events, FALSE, timeout);
         enum pass_result found;
 
         if (woken == WAIT_OBJECT_0)
@@ -192,6 +193,11 @@ static unsigned __stdcall accept_clients(void *context)
         found = accept_waiting_clients(accepter);
         if (found == LISTENER_BROKEN)
             break;
+        /*
+         * Every accept() re-enables FD_ACCEPT, so while clients wait the event is set again
+         * at once: a pause for a shortage must not wait on it, or it would not pause.
+         */
+        watched = found == SHORT_OF_RESOURCES ? 1 : 2;
         timeout = found == BACKLOG_MAY_HOLD_MORE ? 0
                   : found == SHORT_OF_RESOURCES  ? SHORTAGE_PAUSE_MS
                                                  : BACKLOG_RECHECK_MS;
