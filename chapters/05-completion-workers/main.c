@@ -237,27 +237,33 @@ static unsigned __stdcall run_worker(void *context)
     }
 }
 
-/* Starts the worker threads; returns 0, or -1 after reporting the error. */
-static int start_workers(struct server *server)
+/* What a worker thread runs: the signature that _beginthreadex requires. */
+typedef unsigned(__stdcall *worker_function)(void *context);
+
+/*
+ * Starts *count threads that each run `run` with `context`, storing their handles in a
+ * new array *workers. Returns 0, or -1 after reporting the failure, with *count lowered
+ * to the number of threads that did start.
+ */
+static int start_workers(HANDLE **workers, unsigned *count, worker_function run, void *context)
 {
+    unsigned wanted = *count;
     unsigned i;
 
-    server->workers = calloc(server->worker_count, sizeof *server->workers);
-    if (server->workers == NULL) {
+    *workers = calloc(wanted, sizeof **workers);
+    if (*workers == NULL) {
         report_errno("calloc");
-        server->worker_count = 0;
+        *count = 0;
         return -1;
     }
-    for (i = 0; i < server->worker_count; i++) {
-        server->workers[i] = (HANDLE)_beginthreadex(NULL, 0, run_worker, server, 0, NULL);
-        if (server->workers[i] == NULL) {
+    for (i = 0; i < wanted; i++) {
+        (*workers)[i] = (HANDLE)_beginthreadex(NULL, 0, run, context, 0, NULL);
+        if ((*workers)[i] == NULL) {
             report_errno("_beginthreadex");
-            server->worker_count = i; /* the workers that are running, each to be stopped */
+            *count = i; /* the workers that are running, each to be stopped */
             return -1;
         }
     }
-    printf("%u worker threads waiting on the port; each receive takes up to %d bytes\n",
-           server->worker_count, IO_BUFFER_SIZE);
     return 0;
 }
 
@@ -325,8 +331,11 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
     /* From here on workers may be running: a failure ends the program the way quit does. */
-    if (start_workers(&server) != 0 ||
-        accepter_start(&server.accepter, listener, admit_client, &server) != 0)
+    if (start_workers(&server.workers, &server.worker_count, run_worker, &server) != 0)
+        return end_at_once(EXIT_FAILURE);
+    printf("%u worker threads waiting on the port; each receive takes up to %d bytes\n",
+           server.worker_count, IO_BUFFER_SIZE);
+    if (accepter_start(&server.accepter, listener, admit_client, &server) != 0)
         return end_at_once(EXIT_FAILURE);
 
     printf("stopping: %s\n", quit_wait());

@@ -18,7 +18,6 @@
  */
 #include <winsock2.h>
 #include <windows.h>
-#include <process.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 #include "port.h"
 #include "quit.h"
 #include "winsock.h"
+#include "workers.h"
 
 /* Exit code for a bad command line, the same as parse_options uses. */
 #define EXIT_USAGE 2
@@ -245,30 +245,6 @@ static unsigned __stdcall run_worker(void *context)
     }
 }
 
-/* Starts the worker threads; returns 0, or -1 after reporting the error. */
-static int start_workers(struct server *server)
-{
-    unsigned i;
-
-    server->workers = calloc(server->worker_count, sizeof *server->workers);
-    if (server->workers == NULL) {
-        report_errno("calloc");
-        server->worker_count = 0;
-        return -1;
-    }
-    for (i = 0; i < server->worker_count; i++) {
-        server->workers[i] = (HANDLE)_beginthreadex(NULL, 0, run_worker, server, 0, NULL);
-        if (server->workers[i] == NULL) {
-            report_errno("_beginthreadex");
-            server->worker_count = i; /* the workers that are running, each to be stopped */
-            return -1;
-        }
-    }
-    printf("%u worker threads waiting on the port; each receive takes up to %d bytes\n",
-           server->worker_count, IO_BUFFER_SIZE);
-    return 0;
-}
-
 /*
  * Ends the process while workers may still be waiting on the port and receives are still
  * in flight, so nothing they use is closed or freed first. A worker may even be inside
@@ -324,8 +300,11 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
     /* From here on workers may be running: a failure ends the program the way quit does. */
-    if (start_workers(&server) != 0 ||
-        accepter_start(&server.accepter, listener, admit_client, &server) != 0)
+    if (start_workers(&server.workers, &server.worker_count, run_worker, &server) != 0)
+        return end_at_once(EXIT_FAILURE);
+    printf("%u worker threads waiting on the port; each receive takes up to %d bytes\n",
+           server.worker_count, IO_BUFFER_SIZE);
+    if (accepter_start(&server.accepter, listener, admit_client, &server) != 0)
         return end_at_once(EXIT_FAILURE);
 
     printf("stopping: %s\n", quit_wait());
