@@ -49,9 +49,19 @@ def error_lines_have_their_shape():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Adds the whole output of every program the failed test ran to its report."""
+    """Adds to the report of a failed test its random seed, with the command that replays
+    it, and the whole output of every program it ran; a chapter program that exited
+    non-zero printing nothing is first rerun once with Wine's diagnostics, shown too."""
     outcome = yield
     report = outcome.get_result()
     if report.failed and report.when in ("call", "teardown"):
+        seed = harness.current_seed()
+        if seed is not None:
+            report.sections.append(("random seed", "%s=%d; replay: %s=%d %s '%s'" % (
+                harness.SEED_VARIABLE, seed, harness.SEED_VARIABLE, seed,
+                "/usr/bin/pytest-3 -p no:cacheprovider", item.nodeid)))
+        harness.rerun_silent_deaths()
         for run in harness.RUNS:
             report.sections.append(("output of " + run.title, run.output()))
+    if report.when == "teardown":
+        harness.forget_seed()

@@ -148,10 +148,72 @@ def run(exe, args=(), timeout=EXIT_TIMEOUT, stdin_data=b"", cwd=ROOT):
             (e.stdout or b"").decode("utf-8", "replace"),
             (e.stderr or b"").decode("utf-8", "replace")))
     result = Result(done.returncode, done.stdout, done.stderr)
+    result.exe, result.args = exe, list(args)
     result.title = "%s %s" % (os.path.basename(exe), " ".join(args))
     result.is_chapter = is_chapter(exe)
     RUNS.append(result)
     return result
+
+
+# --- programs that die without a word -------------------------------------------------
+# Wine's messages for a rerun of a chapter program that exited non-zero printing nothing:
+# errors (WINEDEBUG=-all hides Wine's own start-up failures, which then exit 1 in
+# silence), warnings (unhandled exceptions among them) and the DLLs it loaded. About 20
+# lines for a normal run. Some causes do not repeat: Debian's Wine 8 has no preloader,
+# so now and then address-space randomization puts the loader's heap where Wine must map
+# its shared user data (0x7ffe0000); that process exits 1 after "err:virtual:
+# virtual_alloc_first_teb wine: failed to map the shared user data: c0000018", and a
+# rerun usually runs normally.
+DIAGNOSTIC_WINEDEBUG = "err+all,warn+all,+loaddll"
+DIAGNOSTIC_LINES = 300  # of each stream, at most
+DIAGNOSTIC_RERUNS = 3  # per test, at most
+
+
+def _died_silently(run):
+    """Whether RUN, a chapter program of the current test, has ended with a non-zero exit
+    code and printed nothing at all (not counting a server the harness killed)."""
+    if not run.is_chapter or getattr(run, "rerun", False):
+        return False
+    if isinstance(run, Server):
+        if run.process.poll() is None:
+            return False
+        for reader in run._readers:
+            reader.join(1.0)  # its last lines may still be on their way
+        code = run.process.returncode
+    else:
+        code = run.code
+    if WINDOWS or code in (0, -signal.SIGKILL):
+        return False
+    return not run.stdout and not run.stderr
+
+
+def rerun_silent_deaths():
+    """Reruns once, under Wine with DIAGNOSTIC_WINEDEBUG and with scripts/wine.sh traced
+    (sh -x), each chapter program of the current test (the first DIAGNOSTIC_RERUNS) that
+    exited non-zero without printing anything, and adds each rerun to RUNS so the failed
+    test's report shows it (conftest.py calls this). Standard input is empty, so a
+    server stops at once."""
+    silent = [run for run in RUNS if _died_silently(run)]
+    for run in silent[:DIAGNOSTIC_RERUNS]:
+        run.rerun = True  # once only
+        code = run.process.returncode if isinstance(run, Server) else run.code
+        env = dict(os.environ, WINEDEBUG=DIAGNOSTIC_WINEDEBUG)
+        try:
+            done = subprocess.run(["sh", "-x", WINE_SH, "run", run.exe] + run.args,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, timeout=EXIT_TIMEOUT, cwd=ROOT,
+                                  env=env)
+            rerun = Result(done.returncode, done.stdout, done.stderr)
+        except subprocess.TimeoutExpired as e:
+            rerun = Result("none: killed after %s s" % EXIT_TIMEOUT, e.stdout or b"",
+                           e.stderr or b"")
+        rerun.stdout = rerun.stdout[:DIAGNOSTIC_LINES]
+        rerun.stderr = rerun.stderr[:DIAGNOSTIC_LINES]
+        rerun.title = "%s, rerun with WINEDEBUG=%s after it exited %s printing nothing" % (
+            run.title, DIAGNOSTIC_WINEDEBUG, code)
+        rerun.is_chapter = False  # Wine's lines are not the program's error lines
+        rerun.rerun = True
+        RUNS.append(rerun)
 
 
 def bad_error_lines(lines):
@@ -167,6 +229,7 @@ class Server:
     """
 
     def __init__(self, exe, args=("--port", "0"), cwd=ROOT):
+        self.exe = exe
         self.name = os.path.basename(exe)
         self.args = list(args)
         self.stdout = []
@@ -345,6 +408,52 @@ class Server:
         return False
 
 
+# --- random data -----------------------------------------------------------------------
+# Every test that uses random data takes it from random_source(), seeded from this
+# variable when it is set, so a failing run can be replayed:
+#   IOCP_TEST_SEED=1234 /usr/bin/pytest-3 -p no:cacheprovider 'tests/test_echo.py::...'
+SEED_VARIABLE = "IOCP_TEST_SEED"
+_seed_lock = threading.Lock()
+_seed = {"value": None, "sources": 0}  # the current test's seed; sources handed out
+
+
+def random_source():
+    """A random.Random for the current test. The test has one seed: SEED_VARIABLE's value,
+    or else a fresh one, printed with the first source the test asks for (conftest.py also
+    shows it in the report of a failed test). Each later source of the same test is
+    derived from the seed and its place in the order of asking, so asking in the same
+    order replays the same data."""
+    with _seed_lock:
+        if _seed["value"] is None:
+            text = os.environ.get(SEED_VARIABLE, "").strip()
+            if text:
+                try:
+                    _seed["value"] = int(text, 0)
+                except ValueError:
+                    raise AssertionError("%s must be a whole number, not %r" % (
+                        SEED_VARIABLE, text)) from None
+            else:
+                _seed["value"] = int.from_bytes(os.urandom(4), "little")
+            print("random data from seed %d; replay it with %s=%d" % (
+                _seed["value"], SEED_VARIABLE, _seed["value"]))
+        number = _seed["sources"]
+        _seed["sources"] += 1
+        # A str seed is hashed the same way by every Python version (unlike a tuple).
+        return random.Random("%d/%d" % (_seed["value"], number))
+
+
+def current_seed():
+    """The current test's seed, or None if it has used no random data."""
+    return _seed["value"]
+
+
+def forget_seed():
+    """Ends the current test's seed (conftest.py calls it after each test)."""
+    with _seed_lock:
+        _seed["value"] = None
+        _seed["sources"] = 0
+
+
 # --- clients -------------------------------------------------------------------------
 def connect(port, host="127.0.0.1", timeout=CLIENT_TIMEOUT):
     """A TCP client connected to HOST:PORT, with TIMEOUT on every call."""
@@ -450,7 +559,7 @@ class RoundTrips:
         self._next_message()
 
     def _next_message(self):
-        self.outgoing = os.urandom(self._rng.randint(*self._sizes))
+        self.outgoing = self._rng.randbytes(self._rng.randint(*self._sizes))
         self.sent = 0
         self.back = bytearray()
 
@@ -498,16 +607,18 @@ class RoundTrips:
         return "<%d round trips, %s>" % (self.rounds, self.error or self.closed or "busy")
 
 
-def round_trips(clients, rounds=None, sizes=(1, 8192), timeout=240.0, seed=None,
+def round_trips(clients, rounds=None, sizes=(1, 8192), timeout=240.0, rng=None,
                 progress=None):
     """Echo round trips on every client at once, from this thread (with selectors):
-    each makes ROUNDS round trips of random data of random SIZES (inclusive bounds), or,
+    each makes ROUNDS round trips of random data of random SIZES (inclusive bounds, from
+    RNG, by default a new random_source()), or,
     with ROUNDS None, goes on until the server closes its connection. Returns one
     RoundTrips per client (with .rounds, .bytes_sent, .bytes_received, .error, .closed);
     stops early at a changed echo or an error. PROGRESS, if given, is a list that gets
     the RoundTrips as soon as they exist, for another thread to watch. Raises
     AssertionError if clients are still busy after TIMEOUT (a hang)."""
-    rng = random.Random(seed)
+    if rng is None:
+        rng = random_source()
     trips = [RoundTrips(c, rounds, rng, sizes) for c in clients]
     if progress is not None:
         progress.extend(trips)

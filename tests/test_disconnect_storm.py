@@ -5,8 +5,6 @@ the while, it ends each connection exactly once, and once every client has gone 
 count of live clients is back to 0.
 """
 
-import os
-import random
 import re
 import threading
 import time
@@ -14,7 +12,7 @@ import time
 import pytest
 
 import chapters
-from harness import connect, echo, local_port, reset
+from harness import connect, echo, local_port, random_source, reset
 
 DISCONNECTERS = chapters.chapters_with("disconnect", "echo")
 THREADS = 8
@@ -47,7 +45,7 @@ def one_connection(port, kind, rng):
         if kind == "rst-at-once":
             reset(client)
             return
-        message = os.urandom(rng.randint(1, 3000))
+        message = rng.randbytes(rng.randint(1, 3000))
         if kind == "rst-unread":
             client.sendall(message)  # the echo is still on its way back
             reset(client)
@@ -66,11 +64,10 @@ def one_connection(port, kind, rng):
         client.close()
 
 
-def storm(port, seed, failures, kinds):
-    """PER_THREAD connections one after another, each ended a random way; stops at the
-    first that fails (then the server is broken, and each further client would only wait
-    for its timeout)."""
-    rng = random.Random(seed)
+def storm(port, rng, failures, kinds):
+    """PER_THREAD connections one after another, each ended a random way (from RNG);
+    stops at the first that fails (then the server is broken, and each further client
+    would only wait for its timeout)."""
     for number in range(PER_THREAD):
         kind = rng.choice(("fin", "rst-at-once", "rst-after-echo", "rst-unread"))
         try:
@@ -125,9 +122,10 @@ def test_two_thousand_connections_end_every_way(chapter, start_server):
     controller.start()
     failures = []
     kinds = [{} for _ in range(THREADS)]
-    seed = int.from_bytes(os.urandom(4), "little")
+    # One source per thread, made here in a fixed order, so the seed replays every thread.
+    rngs = [random_source() for _ in range(THREADS)]
     started = time.monotonic()
-    threads = [threading.Thread(target=storm, args=(port, seed + i, failures, kinds[i]),
+    threads = [threading.Thread(target=storm, args=(port, rngs[i], failures, kinds[i]),
                                 daemon=True) for i in range(THREADS)]
     for thread in threads:
         thread.start()
@@ -146,8 +144,8 @@ def test_two_thousand_connections_end_every_way(chapter, start_server):
         described = ["%s (%s)" % (what, "never accepted" if client_port and not re.search(
             r"(?m)^client \d+ connected from 127\.0\.0\.1:%d " % client_port, printed)
             else "accepted") for client_port, what in failures]
-        pytest.fail("seed %d: %d of %d client threads failed:\n%s\n%s" % (
-            seed, len(failures), THREADS, "\n".join(described), server.output()))
+        pytest.fail("%d of %d client threads failed:\n%s\n%s" % (
+            len(failures), THREADS, "\n".join(described), server.output()))
     assert "failure" not in results, ("the control client failed during the storm",
                                       results, server.output())
     assert results.get("round trips", 0) > 0, server.output()
@@ -196,8 +194,8 @@ def test_two_thousand_connections_end_every_way(chapter, start_server):
     assert sorted(connected_at) == sorted(disconnected_at), server.output()
     assert live_counts and live_counts[-1] == 0, ("the last live count is not 0",
                                                    live_counts[-5:], server.output())
-    print("seed %d: %d connections (%s) in %.1f s; %d accepted; %d control round trips" % (
-        seed, THREADS * PER_THREAD, ", ".join("%d %s" % (n, k) for k, n in sorted(totals.items())),
+    print("%d connections (%s) in %.1f s; %d accepted; %d control round trips" % (
+        THREADS * PER_THREAD, ", ".join("%d %s" % (n, k) for k, n in sorted(totals.items())),
         stormed, len(connected_at),
         results["round trips"]))
     assert server.quit() == 0, server.output()

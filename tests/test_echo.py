@@ -3,13 +3,12 @@ around its receive size, random binary data up to 1 MiB, and 200 clients at once
 round trips of random sizes.
 """
 
-import os
 import time
 
 import pytest
 
 import chapters
-from harness import connect, echo, round_trips
+from harness import connect, echo, random_source, round_trips
 
 ECHOERS = chapters.chapters_with("echo")
 IDS = chapters.ids(ECHOERS)
@@ -36,9 +35,10 @@ def test_echoes_every_byte(chapter, size, start_server):
 def test_echoes_random_binary_data(chapter, start_server):
     server = start_server(chapter)
     client = connect(server.port, timeout=30.0)
+    rng = random_source()
     try:
         for size in (2, 255, 4097, 10000, 100003, 1 << 20):
-            message = os.urandom(size)
+            message = rng.randbytes(size)
             back = echo(client, message)
             assert len(back) == size, ("%d bytes sent, %d came back" % (size, len(back)),
                                        server.output())
@@ -54,13 +54,12 @@ def test_two_hundred_clients_at_once(chapter, start_server):
     clients, rounds = 200, 100
     server = start_server(chapter, "--max-clients", "256")
     socks = [connect(server.port) for _ in range(clients)]
-    seed = int.from_bytes(os.urandom(4), "little")
     try:
         started = time.monotonic()
         trips = round_trips(socks, rounds, sizes=(1, 8192), timeout=MANY_CLIENTS_TIMEOUT,
-                            seed=seed)
+                            rng=random_source())
         failed = ["client %d: %r" % (i, t) for i, t in enumerate(trips) if t.rounds != rounds]
-        assert not failed, ("seed %d" % seed, failed[:10], server.output())
+        assert not failed, (failed[:10], server.output())
         print("%d clients x %d round trips in %.1f s" % (clients, rounds,
                                                          time.monotonic() - started))
     finally:
