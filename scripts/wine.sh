@@ -24,6 +24,16 @@ elif [ -x /usr/lib/wine/wine64 ]; then
 else
     wine=wine
 fi
+# Debian's Wine 8 has no preloader, and wine64 loads at a fixed address with the heap
+# placed at random after it. Now and then (about 1 start in a few thousand) the heap
+# covers 0x7ffe0000, where Wine must map its shared user data, and Wine exits 1 before
+# the program runs, with only an err: line that WINEDEBUG=-all hides. Without address
+# randomization the heap starts right after wine64, far below that address, every time.
+# setarch execs the program in its own place, so signals still reach wine directly.
+# ($wine is unquoted where it runs: it may be a command with arguments.)
+if command -v setarch >/dev/null 2>&1 && setarch "$(uname -m)" -R true 2>/dev/null; then
+    wine="setarch $(uname -m) -R $wine"
+fi
 
 start() { # start [SECONDS]
     mkdir -p "$WINEPREFIX"
@@ -35,13 +45,13 @@ start() { # start [SECONDS]
         # The first program under a new server starts Wine's helper processes, and they
         # inherit its stdout: let that program be wineboot, with stdio on /dev/null, so
         # no helper can hold a caller's pipe open.
-        "$wine" wineboot </dev/null >/dev/null 2>&1
+        $wine wineboot </dev/null >/dev/null 2>&1
     fi
     if [ ! -f "$WINEPREFIX/.ready" ]; then
         # The same for a new prefix, which wineboot -i also creates.
-        "$wine" wineboot -i </dev/null >/dev/null 2>&1
+        $wine wineboot -i </dev/null >/dev/null 2>&1
         # No crash debugger: a crashing program must exit non-zero, not start winedbg.
-        "$wine" reg add 'HKLM\Software\Microsoft\Windows NT\CurrentVersion\AeDebug' \
+        $wine reg add 'HKLM\Software\Microsoft\Windows NT\CurrentVersion\AeDebug' \
             /v Debugger /t REG_SZ /d '' /f </dev/null >/dev/null 2>&1
         touch "$WINEPREFIX/.ready"
     fi
@@ -58,7 +68,7 @@ start() { # start [SECONDS]
 interactive() {
     start 5
     if [ ! -t 0 ] && [ ! -t 1 ] && [ ! -t 2 ]; then
-        exec "$wine" "$@"
+        exec $wine "$@"
     fi
     pipes=$(mktemp -d)
     typist=
@@ -79,7 +89,7 @@ interactive() {
     cat <"$pipes/err" >&2 &
     complainer=$!
     code=0
-    "$wine" "$@" <"$pipes/in" >"$pipes/out" 2>"$pipes/err" || code=$?
+    $wine "$@" <"$pipes/in" >"$pipes/out" 2>"$pipes/err" || code=$?
     kill "$typist" 2>/dev/null || true
     typist=
     wait "$shower" "$complainer" || true
@@ -93,7 +103,7 @@ run)
     shift
     [ $# -ge 1 ] || { echo "usage: $0 run PROGRAM [ARGS...]" >&2; exit 2; }
     start
-    exec "$wine" "$@" ;;
+    exec $wine "$@" ;;
 interactive)
     shift
     [ $# -ge 1 ] || { echo "usage: $0 interactive PROGRAM [ARGS...]" >&2; exit 2; }
