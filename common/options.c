@@ -25,6 +25,9 @@ static void print_usage(FILE *out, const char *program, unsigned accepted)
     if (accepted & OPTION_MAX_CLIENTS)
         fprintf(out, "  --max-clients N   client slots, 1-%d (default %d)\n", MAX_MAX_CLIENTS,
                 DEFAULT_MAX_CLIENTS);
+    if (accepted & OPTION_ACCEPTS)
+        fprintf(out, "  --accepts N       accepts kept outstanding, 1-%d (default %d per worker)\n",
+                MAX_ACCEPTS, DEFAULT_ACCEPTS_PER_WORKER);
     fprintf(out, "  --help            show this help and exit\n");
 }
 
@@ -62,6 +65,7 @@ static const struct numeric_option numeric_options[] = {
     {"--port", OPTION_PORT, 0, 65535},
     {"--workers", OPTION_WORKERS, 1, MAX_WORKERS},
     {"--max-clients", OPTION_MAX_CLIENTS, 1, MAX_MAX_CLIENTS},
+    {"--accepts", OPTION_ACCEPTS, 1, MAX_ACCEPTS},
 };
 
 static void store_number(struct options *options, unsigned flag, unsigned long value)
@@ -70,8 +74,10 @@ static void store_number(struct options *options, unsigned flag, unsigned long v
         options->port = (unsigned short)value;
     else if (flag == OPTION_WORKERS)
         options->workers = (unsigned)value;
-    else
+    else if (flag == OPTION_MAX_CLIENTS)
         options->max_clients = (unsigned)value;
+    else
+        options->accepts = (unsigned)value;
 }
 
 /* The program's file name without its folder, for messages. */
@@ -114,6 +120,7 @@ void parse_options(int argc, char **argv, unsigned accepted, struct options *opt
     options->bind_address = NULL;
     options->workers = 0;
     options->max_clients = DEFAULT_MAX_CLIENTS;
+    options->accepts = 0;
 
     for (i = 1; i < argc; i++) {
         const char *name = argv[i];

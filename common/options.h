@@ -1,7 +1,7 @@
 /**
  * @file options.h
  * @brief The command-line options every chapter shares: --port, --bind, --workers,
- *        --max-clients and --help.
+ *        --max-clients, --accepts and --help.
  *
  * Each chapter accepts only the options it has a use for, so `--workers` is an error
  * for a chapter that has no worker threads yet.
@@ -17,6 +17,10 @@
 #define MAX_MAX_CLIENTS 10000
 /** Upper bound for --workers: the threads are waited for with one WaitForMultipleObjects. */
 #define MAX_WORKERS 64
+/** Accepts kept outstanding per worker when --accepts is not given. */
+#define DEFAULT_ACCEPTS_PER_WORKER 4
+/** Upper bound for --accepts: each outstanding accept holds a socket made beforehand. */
+#define MAX_ACCEPTS 1024
 
 /** Bit flags naming the options a chapter accepts. */
 enum option_flags {
@@ -24,6 +28,7 @@ enum option_flags {
     OPTION_BIND = 1 << 1,        /**< --bind ADDRESS (IPv4 or IPv6 literal) */
     OPTION_WORKERS = 1 << 2,     /**< --workers N */
     OPTION_MAX_CLIENTS = 1 << 3, /**< --max-clients N */
+    OPTION_ACCEPTS = 1 << 4,     /**< --accepts N */
 };
 
 /** The parsed options; fields of options a chapter does not accept keep their defaults. */
@@ -32,6 +37,7 @@ struct options {
     const char *bind_address; /**< address literal to listen on, NULL for IPv4 loopback */
     unsigned workers;         /**< worker threads, 0 for one per processor */
     unsigned max_clients;     /**< client slots in the pool */
+    unsigned accepts;         /**< AcceptEx calls kept outstanding, 0 for 4 per worker */
 };
 
 /**

@@ -27,6 +27,8 @@ Features:
                "client K disconnected: <reason> (<N> live)"
   teardown     orderly shutdown with I/O still pending: closes the clients still
                connected, then prints "connections served: N, bytes echoed: B"
+  acceptex     accepts with AcceptEx on the workers (--accepts N outstanding): prints
+               "N accepts posted on the listener"; no accepter thread
 
 OPTIONS lists the command-line options each chapter accepts; every chapter accepts
 --help, and every other option must be refused with usage and exit code 2.
@@ -55,6 +57,7 @@ FEATURES = {
     6: _WORKERS | {"echo"},  # echoes and no longer prints what arrives
     7: _WORKERS | {"echo", "disconnect"},
     8: _WORKERS | {"echo", "disconnect", "teardown"},
+    9: _WORKERS | {"echo", "disconnect", "teardown", "acceptex"},
 }
 
 _PORT_BIND = {"--port", "--bind"}
@@ -68,9 +71,10 @@ OPTIONS = {
     6: _PORT_BIND | {"--max-clients", "--workers"},
     7: _PORT_BIND | {"--max-clients", "--workers"},
     8: _PORT_BIND | {"--max-clients", "--workers"},
+    9: _PORT_BIND | {"--max-clients", "--workers", "--accepts"},
 }
 
-ALL_OPTIONS = ("--port", "--bind", "--max-clients", "--workers")
+ALL_OPTIONS = ("--port", "--bind", "--max-clients", "--workers", "--accepts")
 
 _NAME = re.compile(r"^(\d\d)-[A-Za-z0-9-]+$")
 

@@ -16,6 +16,7 @@ from harness import connect, echo, local_port, random_source, reset
 
 DISCONNECTERS = chapters.chapters_with("disconnect", "echo")
 THREADS = 8
+WORKERS = 2
 PER_THREAD = 250
 SLOTS = 256  # far more than the clients alive at once: a refusal means lost slots
 CONNECTED = re.compile(r"^client (?P<id>\d+) connected from 127\.0\.0\.1:\d+ ")
@@ -114,7 +115,7 @@ def settled(lines):
 
 @pytest.mark.parametrize("chapter", DISCONNECTERS, ids=chapters.ids(DISCONNECTERS))
 def test_two_thousand_connections_end_every_way(chapter, start_server):
-    server = start_server(chapter, "--max-clients", str(SLOTS))
+    server = start_server(chapter, "--max-clients", str(SLOTS), "--workers", str(WORKERS))
     port = server.port
     done = threading.Event()
     results = {}
@@ -178,22 +179,25 @@ def test_two_thousand_connections_end_every_way(chapter, start_server):
             disconnected_at[client_id] = index
             assert REASON.match(match.group("reason")), ("unexpected reason", line)
             live = int(match.group("live"))
-            live_counts.append(live)
-            # Printed under the pool lock, right after the count changed: it counts the
-            # clients whose connected line came before it, less those disconnected, plus
-            # at most the one client the accepter has taken a slot for but not printed yet.
-            expected = connected_so_far - len(disconnected_at)
-            assert expected <= live <= expected + 1, (
-                "line %d: %r, but %d clients are connected by then" % (index + 1, line, expected),
-                server.output())
+            live_counts.append((index, live))
+            # Counted under the pool lock but printed after it, so two releases may print
+            # out of order; still, no count exceeds the connected lines printed so far,
+            # plus the slots taken but not printed yet: one per admitting thread (the
+            # accepter, or from chapter 09 each worker).
+            assert live <= connected_so_far + WORKERS, (
+                "line %d: %r, but only %d clients have connected by then"
+                % (index + 1, line, connected_so_far), server.output())
     # Every storm connection that got as far as an echo was accepted, plus the control
     # and the last client; a connection reset before it was accepted may never show.
     totals = total_kinds(kinds)
     echoed = totals.get("fin", 0) + totals.get("rst-after-echo", 0)
     assert len(connected_at) >= echoed + 2, server.output()
     assert sorted(connected_at) == sorted(disconnected_at), server.output()
-    assert live_counts and live_counts[-1] == 0, ("the last live count is not 0",
-                                                   live_counts[-5:], server.output())
+    # The release that emptied the pool came after the last client's connected line
+    # (that client echoed before it closed), so a count of 0 is printed after that line.
+    last_connected = max(connected_at.values())
+    assert any(live == 0 for index, live in live_counts if index > last_connected), (
+        "no '(0 live)' after the last connected line", live_counts[-5:], server.output())
     print("%d connections (%s) in %.1f s; %d accepted; %d control round trips" % (
         THREADS * PER_THREAD, ", ".join("%d %s" % (n, k) for k, n in sorted(totals.items())),
         stormed, len(connected_at),
