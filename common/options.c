@@ -25,6 +25,11 @@ static void print_usage(FILE *out, const char *program, unsigned accepted)
     if (accepted & OPTION_MAX_CLIENTS)
         fprintf(out, "  --max-clients N   client slots, 1-%d (default %d)\n", MAX_MAX_CLIENTS,
                 DEFAULT_MAX_CLIENTS);
+    if (accepted & OPTION_MAX_QUEUED)
+        fprintf(out,
+                "  --max-queued B    bytes a client's send queue may hold before its receives "
+                "pause, %d-%lu (default %d)\n",
+                MIN_MAX_QUEUED, MAX_MAX_QUEUED, DEFAULT_MAX_QUEUED);
     if (accepted & OPTION_ACCEPTS)
         fprintf(out, "  --accepts N       accepts kept outstanding, 1-%d (default %d per worker)\n",
                 MAX_ACCEPTS, DEFAULT_ACCEPTS_PER_WORKER);
@@ -66,6 +71,7 @@ static const struct numeric_option numeric_options[] = {
     {"--workers", OPTION_WORKERS, 1, MAX_WORKERS},
     {"--max-clients", OPTION_MAX_CLIENTS, 1, MAX_MAX_CLIENTS},
     {"--accepts", OPTION_ACCEPTS, 1, MAX_ACCEPTS},
+    {"--max-queued", OPTION_MAX_QUEUED, MIN_MAX_QUEUED, MAX_MAX_QUEUED},
 };
 
 static void store_number(struct options *options, unsigned flag, unsigned long value)
@@ -76,8 +82,10 @@ static void store_number(struct options *options, unsigned flag, unsigned long v
         options->workers = (unsigned)value;
     else if (flag == OPTION_MAX_CLIENTS)
         options->max_clients = (unsigned)value;
-    else
+    else if (flag == OPTION_ACCEPTS)
         options->accepts = (unsigned)value;
+    else
+        options->max_queued = value;
 }
 
 /* The program's file name without its folder, for messages. */
@@ -121,6 +129,7 @@ void parse_options(int argc, char **argv, unsigned accepted, struct options *opt
     options->workers = 0;
     options->max_clients = DEFAULT_MAX_CLIENTS;
     options->accepts = 0;
+    options->max_queued = DEFAULT_MAX_QUEUED;
 
     for (i = 1; i < argc; i++) {
         const char *name = argv[i];

@@ -1,7 +1,7 @@
 /**
  * @file options.h
  * @brief The command-line options every chapter shares: --port, --bind, --workers,
- *        --max-clients, --accepts and --help.
+ *        --max-clients, --accepts, --max-queued and --help.
  *
  * Each chapter accepts only the options it has a use for, so `--workers` is an error
  * for a chapter that has no worker threads yet.
@@ -21,6 +21,11 @@
 #define DEFAULT_ACCEPTS_PER_WORKER 4
 /** Upper bound for --accepts: each outstanding accept holds a socket made beforehand. */
 #define MAX_ACCEPTS 1024
+/** Bytes a client's send queue may hold before its receives pause, without --max-queued. */
+#define DEFAULT_MAX_QUEUED 65536
+/** Bounds for --max-queued: at least one receive's worth, at most 64 MiB per client. */
+#define MIN_MAX_QUEUED 4096
+#define MAX_MAX_QUEUED (64UL * 1024 * 1024) /**< upper bound for --max-queued */
 
 /** Bit flags naming the options a chapter accepts. */
 enum option_flags {
@@ -29,6 +34,7 @@ enum option_flags {
     OPTION_WORKERS = 1 << 2,     /**< --workers N */
     OPTION_MAX_CLIENTS = 1 << 3, /**< --max-clients N */
     OPTION_ACCEPTS = 1 << 4,     /**< --accepts N */
+    OPTION_MAX_QUEUED = 1 << 5,  /**< --max-queued BYTES */
 };
 
 /** The parsed options; fields of options a chapter does not accept keep their defaults. */
@@ -38,6 +44,7 @@ struct options {
     unsigned workers;         /**< worker threads, 0 for one per processor */
     unsigned max_clients;     /**< client slots in the pool */
     unsigned accepts;         /**< AcceptEx calls kept outstanding, 0 for 4 per worker */
+    unsigned long max_queued; /**< cap on a client's queued send bytes */
 };
 
 /**

@@ -29,6 +29,8 @@ Features:
                connected, then prints "connections served: N, bytes echoed: B"
   acceptex     accepts with AcceptEx on the workers (--accepts N outstanding): prints
                "N accepts posted on the listener"; no accepter thread
+  sendqueue    receives while it sends: each client's sends go through a queue capped
+               by --max-queued BYTES, over which its receives pause (back-pressure)
 
 OPTIONS lists the command-line options each chapter accepts; every chapter accepts
 --help, and every other option must be refused with usage and exit code 2.
@@ -58,6 +60,7 @@ FEATURES = {
     7: _WORKERS | {"echo", "disconnect"},
     8: _WORKERS | {"echo", "disconnect", "teardown"},
     9: _WORKERS | {"echo", "disconnect", "teardown", "acceptex"},
+    10: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue"},
 }
 
 _PORT_BIND = {"--port", "--bind"}
@@ -72,9 +75,10 @@ OPTIONS = {
     7: _PORT_BIND | {"--max-clients", "--workers"},
     8: _PORT_BIND | {"--max-clients", "--workers"},
     9: _PORT_BIND | {"--max-clients", "--workers", "--accepts"},
+    10: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued"},
 }
 
-ALL_OPTIONS = ("--port", "--bind", "--max-clients", "--workers", "--accepts")
+ALL_OPTIONS = ("--port", "--bind", "--max-clients", "--workers", "--accepts", "--max-queued")
 
 _NAME = re.compile(r"^(\d\d)-[A-Za-z0-9-]+$")
 

@@ -49,7 +49,7 @@ def test_bad_option_prints_usage_and_exits_2(chapter, args, problem):
 
 # Two valid values for an option, so the repeat is the only thing wrong; numbers for the
 # rest.
-VALUES = {"--bind": ["127.0.0.1", "::1"]}
+VALUES = {"--bind": ["127.0.0.1", "::1"], "--max-queued": ["65536", "131072"]}
 
 
 def repeats():

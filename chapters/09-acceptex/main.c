@@ -708,7 +708,7 @@ int main(int argc, char **argv)
         stop_winsock();
         return EXIT_FAILURE;
     }
-    /* Before any thread starts, so that an address in use ends a program with one thread. */
+    /* Before any worker starts, so that an address in use ends the program with none running. */
     listener = open_listener(&address, address_length);
     if (listener == INVALID_SOCKET ||
         prepare_accepting(&server, listener, address.ss_family) != 0) {

@@ -1,0 +1,74 @@
+/**
+ * @file acceptex.h
+ * @brief Accepting with AcceptEx as chapter 09 teaches, for the chapters after it: a set
+ *        of accepts kept outstanding on a listener associated with the completion port,
+ *        completed on the workers, and cancelled and drained at quit.
+ */
+#ifndef IOCP_TUTORIAL_ACCEPTEX_H
+#define IOCP_TUTORIAL_ACCEPTEX_H
+
+#include <winsock2.h>
+#include <windows.h>
+#include <mswsock.h>
+
+/** Room for one address in an accept buffer: the longest address plus the 16 bytes required. */
+#define ACCEPTEX_ADDRESS_SIZE ((DWORD)sizeof(struct sockaddr_storage) + 16)
+
+/**
+ * @brief Takes one accepted connection from peer @p peer ("address:port"); it owns
+ *        @p socket_handle from then on. Runs on a worker, and on several at once.
+ */
+typedef void (*admit_function)(void *context, SOCKET socket_handle, const char *peer);
+
+/** One outstanding AcceptEx: OVERLAPPED first; `socket` is INVALID_SOCKET while idle. */
+struct accept_context {
+    OVERLAPPED overlapped;
+    SOCKET socket;
+    char addresses[2 * ACCEPTEX_ADDRESS_SIZE];
+};
+
+/** The accepts of one listener; its fields belong to acceptex.c, which guards them with `lock`. */
+struct acceptex {
+    SOCKET listener;
+    int family;
+    LPFN_ACCEPTEX accept_ex;
+    LPFN_GETACCEPTEXSOCKADDRS get_addresses;
+    admit_function admit;
+    void *context;
+    struct accept_context *accepts;
+    unsigned count;
+    CRITICAL_SECTION lock;
+    int stopping;
+    unsigned pending;
+    unsigned idle;
+    HANDLE drained; /* manual-reset event: set once stopping and none pending */
+};
+
+/**
+ * @brief Prepares @p count accepts on @p listener (address family @p family), all idle,
+ *        and associates the listener with @p port under @p acceptex as its completion key;
+ *        returns 0, or -1 after reporting the failure. Call before any worker runs.
+ */
+int acceptex_prepare(struct acceptex *acceptex, SOCKET listener, int family, HANDLE port,
+                     unsigned count, admit_function admit, void *context);
+
+/** @brief Posts every idle accept unless stopping; returns how many are in flight. */
+unsigned acceptex_post_idle(struct acceptex *acceptex);
+
+/**
+ * @brief Handles a dequeued completion whose key is @p acceptex: posts that accept again
+ *        at once, then admits the connection, or closes its socket if the accept failed.
+ */
+void acceptex_completed(struct acceptex *acceptex, OVERLAPPED *overlapped, BOOL succeeded);
+
+/**
+ * @brief Posts no more accepts, cancels those outstanding, waits up to @p timeout_ms for
+ *        their completions to be handled and closes the listener; returns 0, or -1 if an
+ *        accept is still in flight.
+ */
+int acceptex_stop(struct acceptex *acceptex, DWORD timeout_ms);
+
+/** @brief Frees what acceptex_prepare made; once no worker runs. */
+void acceptex_destroy(struct acceptex *acceptex);
+
+#endif
