@@ -19,12 +19,12 @@ typedef void (*admit_function)(void *context, SOCKET socket_handle, const char *
 
 /** The accepter's state; its fields belong to accepter.c. */
 struct accepter {
-    SOCKET listener;
-    admit_function admit;
-    void *context;
-    HANDLE stop;                 /* manual-reset event: set by accepter_stop */
-    WSAEVENT connection_waiting; /* signalled by Winsock while the backlog is not empty */
-    HANDLE thread;
+    SOCKET listener;             /**< the listening socket; closed by accepter_stop */
+    admit_function admit;        /**< called with each accepted connection */
+    void *context;               /**< passed to admit */
+    HANDLE stop;                 /**< manual-reset event: set by accepter_stop */
+    WSAEVENT connection_waiting; /**< signalled by Winsock while the backlog is not empty */
+    HANDLE thread;               /**< the accepter thread */
 };
 
 /**

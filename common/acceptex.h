@@ -22,26 +22,26 @@ typedef void (*admit_function)(void *context, SOCKET socket_handle, const char *
 
 /** One outstanding AcceptEx: OVERLAPPED first; `socket` is INVALID_SOCKET while idle. */
 struct accept_context {
-    OVERLAPPED overlapped;
-    SOCKET socket;
-    char addresses[2 * ACCEPTEX_ADDRESS_SIZE];
+    OVERLAPPED overlapped; /**< first, and valid until the completion is dequeued */
+    SOCKET socket;         /**< the client's socket-to-be; INVALID_SOCKET while idle */
+    char addresses[2 * ACCEPTEX_ADDRESS_SIZE]; /**< where AcceptEx writes both addresses */
 };
 
-/** The accepts of one listener; its fields belong to acceptex.c, which guards them with `lock`. */
+/** The accepts of one listener; its fields belong to acceptex.c. */
 struct acceptex {
-    SOCKET listener;
-    int family;
-    LPFN_ACCEPTEX accept_ex;
-    LPFN_GETACCEPTEXSOCKADDRS get_addresses;
-    admit_function admit;
-    void *context;
-    struct accept_context *accepts;
-    unsigned count;
-    CRITICAL_SECTION lock;
-    int stopping;
-    unsigned pending;
-    unsigned idle;
-    HANDLE drained; /* manual-reset event: set once stopping and none pending */
+    SOCKET listener;                         /**< associated with the port, key: this struct */
+    int family;                              /**< the listener's, for the sockets made beforehand */
+    LPFN_ACCEPTEX accept_ex;                 /**< loaded from the listener's provider */
+    LPFN_GETACCEPTEXSOCKADDRS get_addresses; /**< loaded likewise */
+    admit_function admit;                    /**< called with each accepted connection */
+    void *context;                           /**< passed to admit */
+    struct accept_context *accepts;          /**< `count` contexts */
+    unsigned count;                          /**< accepts kept outstanding */
+    CRITICAL_SECTION lock;                   /**< guards stopping, pending, idle, each socket */
+    int stopping;                            /**< set by acceptex_stop: post no more */
+    unsigned pending;                        /**< AcceptEx calls whose completion is not handled */
+    unsigned idle;                           /**< contexts with no AcceptEx in flight */
+    HANDLE drained;                          /**< manual-reset event: stopping and none pending */
 };
 
 /**
