@@ -86,8 +86,9 @@ struct server;
  * counts the open connection plus each I/O in flight; it changes only through
  * Interlocked calls, since several workers (and main, at quit) hold references. `lock`
  * guards `socket` and `end_reason`, so a close can never race a post on the same handle,
- * and the send queue: `queue_head` to `queue_tail`, `head_sent`, `queued`, `sending` and
- * `receive_paused`, since any thread may queue while a worker handles a send.
+ * and the send queue: `queue_head` to `queue_tail`, `head_sent`, `queued`, `sending`,
+ * `receive_paused` and `peer_closed`, since any thread may queue while a worker handles a
+ * send.
  */
 struct client {
     SOCKET socket;
@@ -104,6 +105,7 @@ struct client {
     size_t queued;            /* bytes in the queue not sent yet */
     int sending;              /* a WSASend is in flight: only one at a time, to keep the order */
     int receive_paused;       /* back-pressure: the next receive waits for the queue to drain */
+    int peer_closed;          /* FIN received: close once what is queued has gone out */
     struct client *next_free; /* while the slot is in the free list */
 };
 
@@ -143,6 +145,7 @@ static void free_queue(struct client *client)
     client->queued = 0;
     client->sending = 0;
     client->receive_paused = 0;
+    client->peer_closed = 0;
 }
 
 /* Adds a reference to a client: for an I/O about to be posted. */
@@ -427,6 +430,7 @@ static void admit_client(void *context, SOCKET socket_handle, const char *peer)
 static void on_receive(struct client *client, BOOL succeeded, DWORD bytes)
 {
     int paused;
+    int sending;
 
     if (!succeeded) {
         /*
@@ -437,8 +441,17 @@ static void on_receive(struct client *client, BOOL succeeded, DWORD bytes)
         return;
     }
     if (bytes == 0) {
-        /* A successful receive of zero bytes: the peer closed its side (sent FIN). */
-        end_client(client, 0, "peer closed the connection");
+        /*
+         * A successful receive of zero bytes: the peer closed its side (sent FIN), but it
+         * may still read. Close now only if nothing is on its way; else on_send closes
+         * once the queue is empty, so the last echoes are not cancelled.
+         */
+        EnterCriticalSection(&client->lock);
+        client->peer_closed = 1;
+        sending = client->sending;
+        LeaveCriticalSection(&client->lock);
+        if (!sending)
+            end_client(client, 0, "peer closed the connection");
         return;
     }
     if (queue_send(client, client->receive.buffer, bytes) != 0)
@@ -461,6 +474,7 @@ static void on_send(struct client *client, BOOL succeeded, DWORD bytes)
     struct server *server = client->server;
     int error = 0;
     int resume;
+    int finished = 0;
 
     if (!succeeded) {
         end_client_after_error(client, "send", GetLastError());
@@ -475,6 +489,7 @@ static void on_send(struct client *client, BOOL succeeded, DWORD bytes)
         client->receive_paused = 0;
     if (client->queue_head == NULL || client->socket == INVALID_SOCKET) {
         client->sending = 0;
+        finished = client->peer_closed;
     } else {
         hold_client(client); /* the next send's reference */
         error = post_send_locked(client);
@@ -485,7 +500,9 @@ static void on_send(struct client *client, BOOL succeeded, DWORD bytes)
         release_client(client);
         return;
     }
-    if (resume)
+    if (finished)
+        end_client(client, 0, "peer closed the connection");
+    else if (resume)
         post_receive(client);
 }
 
