@@ -70,6 +70,15 @@ unsigned acceptex_post_idle(struct acceptex *acceptex)
     return pending;
 }
 
+/* Counts one accept completion as handled; the last one after stopping lets the drain end. */
+static void accept_handled(struct acceptex *acceptex)
+{
+    EnterCriticalSection(&acceptex->lock);
+    if (--acceptex->pending == 0 && acceptex->stopping && !SetEvent(acceptex->drained))
+        report_win_error("SetEvent");
+    LeaveCriticalSection(&acceptex->lock);
+}
+
 void acceptex_completed(struct acceptex *acceptex, OVERLAPPED *overlapped, BOOL succeeded)
 {
     struct accept_context *accept =
@@ -90,31 +99,28 @@ void acceptex_completed(struct acceptex *acceptex, OVERLAPPED *overlapped, BOOL 
         format_address(remote, peer, sizeof peer);
     }
     EnterCriticalSection(&acceptex->lock);
-    acceptex->pending--;
     accept->socket = INVALID_SOCKET;
     acceptex->idle++;
     stopping = acceptex->stopping;
     if (!stopping)
         post_accept_locked(acceptex, accept);
-    if (stopping && acceptex->pending == 0 && !SetEvent(acceptex->drained))
-        report_win_error("SetEvent");
     LeaveCriticalSection(&acceptex->lock);
 
+    /* A connection needs SO_UPDATE_ACCEPT_CONTEXT first, to take the listener's properties. */
     if (!succeeded) {
         if (!stopping)
             report_error("AcceptEx", error);
         close_socket(socket_handle);
-        return;
-    }
-    /* Until this call the socket does not inherit the listener's properties. */
-    if (setsockopt(socket_handle, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
-                   (const char *)&acceptex->listener,
-                   (int)sizeof acceptex->listener) == SOCKET_ERROR) {
+    } else if (setsockopt(socket_handle, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
+                          (const char *)&acceptex->listener,
+                          (int)sizeof acceptex->listener) == SOCKET_ERROR) {
         report_wsa_error("setsockopt(SO_UPDATE_ACCEPT_CONTEXT)");
         close_socket(socket_handle);
-        return;
+    } else {
+        acceptex->admit(acceptex->context, socket_handle, peer);
     }
-    acceptex->admit(acceptex->context, socket_handle, peer);
+    /* Only now, admitted or closed: a drain that ends sooner would miss this client. */
+    accept_handled(acceptex);
 }
 
 int acceptex_prepare(struct acceptex *acceptex, SOCKET listener, int family, HANDLE port,

@@ -103,8 +103,9 @@ struct client {
 /*
  * The server's state. Workers take slots from the pool (in admit_client) and give them
  * back, so `pool_lock` guards `free_clients` and `live`. `accept_lock` guards `stopping`,
- * `accepts_pending`, `idle_accepts` and each context's `socket`, so that no accept can be
- * posted after main has decided to stop accepting.
+ * `accepts_pending` and `idle_accepts`, so that no accept can be posted after main has
+ * decided to stop, and a context's `socket` while it is idle (in flight, only the worker
+ * that dequeues its completion touches it).
  */
 struct server {
     struct client *clients; /* the pool: max_clients slots */
@@ -413,6 +414,15 @@ static unsigned post_idle_accepts(struct server *server)
     return pending;
 }
 
+/* Counts one accept completion as handled; the last one after stopping lets the drain end. */
+static void accept_handled(struct server *server)
+{
+    EnterCriticalSection(&server->accept_lock);
+    if (--server->accepts_pending == 0 && server->stopping && !SetEvent(server->no_accepts))
+        report_win_error("SetEvent");
+    LeaveCriticalSection(&server->accept_lock);
+}
+
 /*
  * Handles one dequeued accept completion: posts that context again at once, then admits
  * the connection, or closes its socket if the accept failed or was cancelled.
@@ -438,34 +448,32 @@ static void on_accept(struct server *server, struct accept_context *accept, BOOL
         format_address(remote, peer, sizeof peer);
     }
     EnterCriticalSection(&server->accept_lock);
-    server->accepts_pending--;
     accept->socket = INVALID_SOCKET;
     server->idle_accepts++;
     stopping = server->stopping;
     if (!stopping)
         post_accept_locked(server, accept);
-    if (stopping && server->accepts_pending == 0 && !SetEvent(server->no_accepts))
-        report_win_error("SetEvent");
     LeaveCriticalSection(&server->accept_lock);
 
+    /*
+     * A connection needs SO_UPDATE_ACCEPT_CONTEXT first: until then its socket is "in the
+     * default state for a connected socket", without the listener's properties.
+     */
     if (!succeeded) {
         /* Cancelled at quit (995), or a client that reset before the accept completed. */
         if (!stopping)
             report_error("AcceptEx", error);
         close_socket(socket_handle);
-        return;
-    }
-    /*
-     * Until this call the socket is "in the default state for a connected socket": it
-     * does not inherit the listener's properties, and getpeername or shutdown fail.
-     */
-    if (setsockopt(socket_handle, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
-                   (const char *)&server->listener, (int)sizeof server->listener) == SOCKET_ERROR) {
+    } else if (setsockopt(socket_handle, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
+                          (const char *)&server->listener,
+                          (int)sizeof server->listener) == SOCKET_ERROR) {
         report_wsa_error("setsockopt(SO_UPDATE_ACCEPT_CONTEXT)");
         close_socket(socket_handle);
-        return;
+    } else {
+        admit_client(server, socket_handle, peer);
     }
-    admit_client(server, socket_handle, peer);
+    /* Only now, admitted or closed: a drain that ends sooner would miss this client. */
+    accept_handled(server);
 }
 
 /*
@@ -682,7 +690,7 @@ int main(int argc, char **argv)
     SOCKET listener;
     int started;
     unsigned posted = 0;
-    int accepted_to_the_end = 0;
+    int accepts_drained = 0;
 
     /* A pipe makes stdout fully buffered on Windows; a reader must see each line at once. */
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -728,9 +736,12 @@ int main(int argc, char **argv)
         printf("stopping: %s\n", quit_wait());
     }
     /* Also after a failed start: it closes the listener, with no accept left in flight. */
-    accepted_to_the_end = stop_accepting(&server) == 0 && started;
-    close_all_clients(&server);
-    if (wait_for_drain(server.no_clients, DRAIN_TIMEOUT_MS, "client I/O") != 0 ||
+    accepts_drained = stop_accepting(&server) == 0;
+    /* An accept still in flight may yet admit a client: then nothing may be freed. */
+    if (accepts_drained)
+        close_all_clients(&server);
+    if (!accepts_drained ||
+        wait_for_drain(server.no_clients, DRAIN_TIMEOUT_MS, "client I/O") != 0 ||
         stop_workers(server.port, server.workers, server.worker_count) != 0) {
         /*
          * I/O or a worker may still use the pool, so free nothing, and end as chapter 07
@@ -749,5 +760,5 @@ int main(int argc, char **argv)
     if (started)
         printf("connections served: %ld, bytes echoed: %lld\n", (long)server.connections,
                (long long)server.bytes_echoed);
-    return accepted_to_the_end ? EXIT_SUCCESS : EXIT_FAILURE;
+    return started ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -19,6 +19,7 @@
  *     starting with a `struct io_context` whose OVERLAPPED comes first;
  *   - the accepts of common/acceptex.c (chapter 09), under their own key.
  *
+ * A client that sends FIN may still be reading: it is closed once its queue has gone out.
  * The shutdown is chapter 09's: stop accepting, close every client (a queue still
  * holding data is dropped with its client), wait for their I/O, stop the workers, free.
  */
@@ -76,7 +77,7 @@ struct send_context {
 struct send_chunk {
     struct send_chunk *next;
     DWORD length;
-    char data[]; /* `length` bytes */
+    char *data; /* `length` bytes, allocated with the chunk, right after it */
 };
 
 struct server;
@@ -314,6 +315,7 @@ static int queue_send(struct client *client, const char *data, DWORD length)
     }
     chunk->next = NULL;
     chunk->length = length;
+    chunk->data = (char *)(chunk + 1);
     memcpy(chunk->data, data, length);
     EnterCriticalSection(&client->lock);
     if (client->socket == INVALID_SOCKET) {
@@ -615,7 +617,7 @@ int main(int argc, char **argv)
     int started;
     unsigned accepts;
     unsigned posted = 0;
-    int accepted_to_the_end = 0;
+    int accepts_drained = 0;
 
     /* A pipe makes stdout fully buffered on Windows; a reader must see each line at once. */
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -663,9 +665,12 @@ int main(int argc, char **argv)
         printf("stopping: %s\n", quit_wait());
     }
     /* Also after a failed start: it closes the listener, with no accept left in flight. */
-    accepted_to_the_end = acceptex_stop(&server.acceptex, DRAIN_TIMEOUT_MS) == 0 && started;
-    close_all_clients(&server);
-    if (wait_for_drain(server.no_clients, DRAIN_TIMEOUT_MS, "client I/O") != 0 ||
+    accepts_drained = acceptex_stop(&server.acceptex, DRAIN_TIMEOUT_MS) == 0;
+    /* An accept still in flight may yet admit a client: then nothing may be freed. */
+    if (accepts_drained)
+        close_all_clients(&server);
+    if (!accepts_drained ||
+        wait_for_drain(server.no_clients, DRAIN_TIMEOUT_MS, "client I/O") != 0 ||
         stop_workers(server.port, server.workers, server.worker_count) != 0) {
         /*
          * I/O or a worker may still use the pool, so free nothing, and end as chapter 07
@@ -684,5 +689,5 @@ int main(int argc, char **argv)
     if (started)
         printf("connections served: %ld, bytes echoed: %lld\n", (long)server.connections,
                (long long)server.bytes_echoed);
-    return accepted_to_the_end ? EXIT_SUCCESS : EXIT_FAILURE;
+    return started ? EXIT_SUCCESS : EXIT_FAILURE;
 }
