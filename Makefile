@@ -5,6 +5,7 @@
 #   make test            the test suite (pytest), after the build, format and notes checks
 #   make run CH=03 [ARGS="--port 9001"]   run one chapter in the foreground
 #   make client [PORT=9000] [HOST=127.0.0.1]   a client you can type into
+#   make bench-echo [ARGS="--quick"]   echo ping-pong, 08 against 10 under Wine, a table
 #   make check-build     also compile with clang and for 32-bit Windows (-Werror)
 #   make notes           regenerate each chapter's "What changed" diff
 #   make format / format-check, make docs, make compile_commands.json, make cmake-check
@@ -59,7 +60,8 @@ TOOL_EXES := $(TOOLS:%=$(BUILD)/tools/%.exe)
 
 .PHONY: all tools tools-build tools-check-build tools-wine tools-test tools-docs \
         tools-format tools-bear run client tour test check-build notes notes-check \
-        format format-check docs diagrams diagrams-check cmake-check clean wine-stop help
+        format format-check docs diagrams diagrams-check cmake-check clean wine-stop help \
+        bench-echo
 .SUFFIXES:
 # Keep object files between builds: they are what makes rebuilds incremental.
 .SECONDARY:
@@ -162,6 +164,9 @@ notes-check:
 
 test: all check-build tools-wine tools-test format-check
 	$(PYTEST) -p no:cacheprovider tests
+
+bench-echo: all tools-wine tools-test
+	$(TOUR_PYTHON) scripts/bench.py $(ARGS)
 
 # --- formatting, editor support, docs ---------------------------------------------------
 FORMAT_FILES := $(wildcard common/*.c common/*.h chapters/*/*.c tools/*.c)
