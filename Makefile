@@ -69,7 +69,7 @@ TOOL_EXES := $(TOOLS:%=$(BUILD)/tools/%.exe)
 all: $(EXES) $(TOOL_EXES)
 
 help:
-	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,/^$$/p' Makefile | sed -e '$$d' -e 's/^# \{0,1\}//'
 
 tools-build:
 	$(ENSURE) build
