@@ -91,13 +91,22 @@ tools-bear:
 	$(ENSURE) bear
 
 # --- build ------------------------------------------------------------------------------
+# A chapter is every .c file in its folder (main.c, and from chapter 11 its parser).
+# $(call chapter-rule,OUTPUT_DIR,COMPILER,EXTRA_FLAGS,CHAPTER)
+define chapter-rule
+$(1)/$(4).exe: $(patsubst chapters/%.c,$(1)/obj/%.o,$(wildcard chapters/$(4)/*.c)) \
+               $(COMMON_SOURCES:%.c=$(1)/obj/%.o)
+	$(2) $(3) $$^ -o $$@ $(LDLIBS)
+
+endef
+
 # $(call build-rules,OUTPUT_DIR,COMPILER,EXTRA_FLAGS,TOOLS_TARGET)
 define build-rules
 $(1)/obj/common/%.o: common/%.c | $(4)
 	@mkdir -p $$(@D)
 	$(2) $(ALL_CFLAGS) $(3) -MMD -MP -c $$< -o $$@
 
-$(1)/obj/%/main.o: chapters/%/main.c | $(4)
+$(1)/obj/%.o: chapters/%.c | $(4)
 	@mkdir -p $$(@D)
 	$(2) $(ALL_CFLAGS) $(3) -MMD -MP -c $$< -o $$@
 
@@ -105,8 +114,7 @@ $(1)/obj/tools/%.o: tools/%.c | $(4)
 	@mkdir -p $$(@D)
 	$(2) $(ALL_CFLAGS) $(3) -MMD -MP -c $$< -o $$@
 
-$(1)/%.exe: $(1)/obj/%/main.o $(COMMON_SOURCES:%.c=$(1)/obj/%.o)
-	$(2) $(3) $$^ -o $$@ $(LDLIBS)
+$(foreach chapter,$(CHAPTERS),$(call chapter-rule,$(1),$(2),$(3),$(chapter)))
 
 $(1)/tools/%.exe: $(1)/obj/tools/%.o $(COMMON_SOURCES:%.c=$(1)/obj/%.o)
 	@mkdir -p $$(@D)
@@ -169,7 +177,7 @@ bench-echo: all tools-wine tools-test
 	$(TOUR_PYTHON) scripts/bench.py $(ARGS)
 
 # --- formatting, editor support, docs ---------------------------------------------------
-FORMAT_FILES := $(wildcard common/*.c common/*.h chapters/*/*.c tools/*.c)
+FORMAT_FILES := $(wildcard common/*.c common/*.h chapters/*/*.c chapters/*/*.h tools/*.c)
 format: tools-format
 	clang-format -i $(FORMAT_FILES)
 format-check: tools-format

@@ -30,6 +30,11 @@ static void print_usage(FILE *out, const char *program, unsigned accepted)
                 "  --max-queued B    bytes a client's send queue may hold before its receives "
                 "pause, %d-%lu (default %d)\n",
                 MIN_MAX_QUEUED, MAX_MAX_QUEUED, DEFAULT_MAX_QUEUED);
+    if (accepted & OPTION_MAX_MESSAGE)
+        fprintf(out,
+                "  --max-message B   the longest message payload a client may send, 0-%lu "
+                "(default %d)\n",
+                MAX_MAX_MESSAGE, DEFAULT_MAX_MESSAGE);
     if (accepted & OPTION_ACCEPTS)
         fprintf(out, "  --accepts N       accepts kept outstanding, 1-%d (default %d per worker)\n",
                 MAX_ACCEPTS, DEFAULT_ACCEPTS_PER_WORKER);
@@ -72,6 +77,7 @@ static const struct numeric_option numeric_options[] = {
     {"--max-clients", OPTION_MAX_CLIENTS, 1, MAX_MAX_CLIENTS},
     {"--accepts", OPTION_ACCEPTS, 1, MAX_ACCEPTS},
     {"--max-queued", OPTION_MAX_QUEUED, MIN_MAX_QUEUED, MAX_MAX_QUEUED},
+    {"--max-message", OPTION_MAX_MESSAGE, 0, MAX_MAX_MESSAGE},
 };
 
 static void store_number(struct options *options, unsigned flag, unsigned long value)
@@ -84,8 +90,10 @@ static void store_number(struct options *options, unsigned flag, unsigned long v
         options->max_clients = (unsigned)value;
     else if (flag == OPTION_ACCEPTS)
         options->accepts = (unsigned)value;
-    else
+    else if (flag == OPTION_MAX_QUEUED)
         options->max_queued = value;
+    else
+        options->max_message = value;
 }
 
 /* The program's file name without its folder, for messages. */
@@ -130,6 +138,7 @@ void parse_options(int argc, char **argv, unsigned accepted, struct options *opt
     options->max_clients = DEFAULT_MAX_CLIENTS;
     options->accepts = 0;
     options->max_queued = DEFAULT_MAX_QUEUED;
+    options->max_message = DEFAULT_MAX_MESSAGE;
 
     for (i = 1; i < argc; i++) {
         const char *name = argv[i];

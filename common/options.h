@@ -1,7 +1,7 @@
 /**
  * @file options.h
  * @brief The command-line options every chapter shares: --port, --bind, --workers,
- *        --max-clients, --accepts, --max-queued and --help.
+ *        --max-clients, --accepts, --max-queued, --max-message and --help.
  *
  * Each chapter accepts only the options it has a use for, so `--workers` is an error
  * for a chapter that has no worker threads yet.
@@ -26,6 +26,10 @@
 /** Bounds for --max-queued: at least one receive's worth, at most 64 MiB per client. */
 #define MIN_MAX_QUEUED 4096
 #define MAX_MAX_QUEUED (64UL * 1024 * 1024) /**< upper bound for --max-queued */
+/** The longest message payload a client may send, without --max-message. */
+#define DEFAULT_MAX_MESSAGE 65536
+/** Upper bound for --max-message: a whole message waits in its client's inbox. */
+#define MAX_MAX_MESSAGE (16UL * 1024 * 1024)
 
 /** Bit flags naming the options a chapter accepts. */
 enum option_flags {
@@ -35,16 +39,18 @@ enum option_flags {
     OPTION_MAX_CLIENTS = 1 << 3, /**< --max-clients N */
     OPTION_ACCEPTS = 1 << 4,     /**< --accepts N */
     OPTION_MAX_QUEUED = 1 << 5,  /**< --max-queued BYTES */
+    OPTION_MAX_MESSAGE = 1 << 6, /**< --max-message BYTES */
 };
 
 /** The parsed options; fields of options a chapter does not accept keep their defaults. */
 struct options {
-    unsigned short port;      /**< port to listen on, 0 for any free port */
-    const char *bind_address; /**< address literal to listen on, NULL for IPv4 loopback */
-    unsigned workers;         /**< worker threads, 0 for one per processor */
-    unsigned max_clients;     /**< client slots in the pool */
-    unsigned accepts;         /**< AcceptEx calls kept outstanding, 0 for 4 per worker */
-    unsigned long max_queued; /**< cap on a client's queued send bytes */
+    unsigned short port;       /**< port to listen on, 0 for any free port */
+    const char *bind_address;  /**< address literal to listen on, NULL for IPv4 loopback */
+    unsigned workers;          /**< worker threads, 0 for one per processor */
+    unsigned max_clients;      /**< client slots in the pool */
+    unsigned accepts;          /**< AcceptEx calls kept outstanding, 0 for 4 per worker */
+    unsigned long max_queued;  /**< cap on a client's queued send bytes */
+    unsigned long max_message; /**< the longest message payload a client may send */
 };
 
 /**

@@ -31,6 +31,9 @@ Features:
                "N accepts posted on the listener"; no accepter thread
   sendqueue    receives while it sends: each client's sends go through a queue capped
                by --max-queued BYTES, over which its receives pause (back-pressure)
+  messages     speaks in messages (a 5-byte header: payload length, 4 bytes big-endian,
+               and a type byte; then the payload): an echo message comes back to its
+               sender; a length over --max-message or an unknown type ends that client
 
 OPTIONS lists the command-line options each chapter accepts; every chapter accepts
 --help, and every other option must be refused with usage and exit code 2.
@@ -61,6 +64,7 @@ FEATURES = {
     8: _WORKERS | {"echo", "disconnect", "teardown"},
     9: _WORKERS | {"echo", "disconnect", "teardown", "acceptex"},
     10: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue"},
+    11: _WORKERS | {"disconnect", "teardown", "messages"},
 }
 
 _PORT_BIND = {"--port", "--bind"}
@@ -76,9 +80,11 @@ OPTIONS = {
     8: _PORT_BIND | {"--max-clients", "--workers"},
     9: _PORT_BIND | {"--max-clients", "--workers", "--accepts"},
     10: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued"},
+    11: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message"},
 }
 
-ALL_OPTIONS = ("--port", "--bind", "--max-clients", "--workers", "--accepts", "--max-queued")
+ALL_OPTIONS = ("--port", "--bind", "--max-clients", "--workers", "--accepts", "--max-queued",
+               "--max-message")
 
 _NAME = re.compile(r"^(\d\d)-[A-Za-z0-9-]+$")
 
