@@ -22,7 +22,10 @@ Features:
   workers      worker threads (--workers N): prints "N worker threads waiting on the
                port; each receive takes up to B bytes"
   receive      prints what clients send: "client K sent N bytes: <escaped bytes>"
-  echo         sends back what clients send (and prints nothing for it)
+  echo         sends back what clients send (and prints nothing for it); for a chapter
+               with "messages", whole messages: an echo message comes back as it was
+               sent, header and payload, so a stream of them comes back byte for byte.
+               A test sends chapter.message(data) and expects the same bytes back
   disconnect   notices clients that disconnect and frees their slots for new ones:
                "client K disconnected: <reason> (<N> live)"
   teardown     orderly shutdown with I/O still pending: closes the clients still
@@ -64,7 +67,7 @@ FEATURES = {
     8: _WORKERS | {"echo", "disconnect", "teardown"},
     9: _WORKERS | {"echo", "disconnect", "teardown", "acceptex"},
     10: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue"},
-    11: _WORKERS | {"disconnect", "teardown", "messages"},
+    11: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages"},
 }
 
 _PORT_BIND = {"--port", "--bind"}
@@ -105,6 +108,24 @@ class Chapter:
 
     def accepts(self, option):
         return self.options is not None and option in self.options
+
+    def message(self, data):
+        """What a client sends this chapter to have DATA echoed, and so also what comes
+        back: DATA itself, or, for a chapter with "messages", one echo message with DATA
+        as its payload (harness.echo_message: the 5-byte header, then DATA)."""
+        if not self.has("messages"):
+            return data
+        import harness  # here, not at the top: harness imports this module
+        return harness.echo_message(data)
+
+    def message_options(self, longest):
+        """The options that let this chapter echo a message of LONGEST payload bytes:
+        ["--max-message", LONGEST] for a chapter with "messages" when that is over its
+        default, otherwise none."""
+        import harness
+        if not self.has("messages") or longest <= harness.DEFAULT_MAX_MESSAGE:
+            return []
+        return ["--max-message", str(longest)]
 
     def __repr__(self):
         return self.name

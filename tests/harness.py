@@ -454,6 +454,28 @@ def forget_seed():
         _seed["sources"] = 0
 
 
+# --- messages (chapter 11 on) ---------------------------------------------------------
+# A message is a 5-byte header, the payload length (4 bytes, big-endian) and a type byte,
+# then the payload (chapters/11-messages/frame.h). These two functions are the one place
+# the tests, the tour and the bench build messages.
+MESSAGE_HEADER_SIZE = 5
+ECHO_TYPE = 1  # the one type: the server sends the same message back to its sender
+# The longest payload a chapter with messages takes without --max-message (its default).
+DEFAULT_MAX_MESSAGE = 65536
+
+
+def message_header(length, kind=ECHO_TYPE):
+    """The header of a message of type KIND with LENGTH payload bytes (any LENGTH that
+    fits in 4 bytes, so a test can also announce more than it sends, or than is allowed)."""
+    return struct.pack(">IB", length, kind)
+
+
+def echo_message(payload):
+    """PAYLOAD as one echo message: its header, then PAYLOAD. The server sends back
+    exactly these bytes."""
+    return message_header(len(payload)) + bytes(payload)
+
+
 # --- clients -------------------------------------------------------------------------
 def connect(port, host="127.0.0.1", timeout=CLIENT_TIMEOUT):
     """A TCP client connected to HOST:PORT, with TIMEOUT on every call."""
@@ -542,11 +564,17 @@ def reset(client):
     client.close()
 
 
+def _unchanged(data):
+    return data
+
+
 class RoundTrips:
     """One client of round_trips(): messages of random sizes, each sent in full and
-    received back in full before the next."""
+    received back in full before the next. WRAP turns the random data into what is sent
+    and must come back: for a chapter with messages, Chapter.message (one echo message
+    per round trip; the sizes are then of the payloads)."""
 
-    def __init__(self, client, rounds, rng, sizes):
+    def __init__(self, client, rounds, rng, sizes, wrap=_unchanged):
         self.client = client
         self.rounds_left = rounds  # None: until the server closes the connection
         self.rounds = 0            # round trips completed
@@ -556,10 +584,11 @@ class RoundTrips:
         self.closed = None         # how the server ended the connection, if it did
         self._rng = rng
         self._sizes = sizes
+        self._wrap = wrap
         self._next_message()
 
     def _next_message(self):
-        self.outgoing = self._rng.randbytes(self._rng.randint(*self._sizes))
+        self.outgoing = self._wrap(self._rng.randbytes(self._rng.randint(*self._sizes)))
         self.sent = 0
         self.back = bytearray()
 
@@ -608,18 +637,20 @@ class RoundTrips:
 
 
 def round_trips(clients, rounds=None, sizes=(1, 8192), timeout=240.0, rng=None,
-                progress=None):
+                progress=None, wrap=None):
     """Echo round trips on every client at once, from this thread (with selectors):
     each makes ROUNDS round trips of random data of random SIZES (inclusive bounds, from
     RNG, by default a new random_source()), or,
-    with ROUNDS None, goes on until the server closes its connection. Returns one
+    with ROUNDS None, goes on until the server closes its connection. WRAP, if given,
+    makes what is sent from that data, e.g. a chapter's Chapter.message; the byte counts
+    are of what was sent and received, headers included. Returns one
     RoundTrips per client (with .rounds, .bytes_sent, .bytes_received, .error, .closed);
     stops early at a changed echo or an error. PROGRESS, if given, is a list that gets
     the RoundTrips as soon as they exist, for another thread to watch. Raises
     AssertionError if clients are still busy after TIMEOUT (a hang)."""
     if rng is None:
         rng = random_source()
-    trips = [RoundTrips(c, rounds, rng, sizes) for c in clients]
+    trips = [RoundTrips(c, rounds, rng, sizes, wrap or _unchanged) for c in clients]
     if progress is not None:
         progress.extend(trips)
     selector = selectors.DefaultSelector()

@@ -4,7 +4,8 @@ connecting at once and echoes every one; refuses a burst past its pool by closin
 extra clients and goes on accepting; stops with accepts outstanding and clients
 connected, cancelling the accepts, closing the clients and exiting 0; is never held up
 by a client that connects and sends nothing, since its accepts carry no receive data;
-and refuses an --accepts outside 1-1024.
+and refuses an --accepts outside 1-1024. For a chapter with messages every message sent
+is one echo message (chapter.message), and the summary counts their headers too.
 """
 
 import errno
@@ -127,9 +128,10 @@ def close_all(clients):
         client.close()
 
 
-def message_for(number):
-    """A short message that no other client sends."""
-    return b"client %04d says hello\n" % number
+def message_for(chapter, number):
+    """A short message that no other client sends: one echo message, for a chapter with
+    messages."""
+    return chapter.message(b"client %04d says hello\n" % number)
 
 
 @pytest.mark.parametrize("chapter", ACCEPTEX, ids=IDS)
@@ -146,7 +148,7 @@ def test_a_thousand_clients_connecting_at_once_are_all_echoed(chapter, start_ser
     clients = connect_at_once(server.port, THOUSAND, THOUSAND_TIMEOUT)
     try:
         connected = time.monotonic()
-        messages = [message_for(i) for i in range(THOUSAND)]
+        messages = [message_for(chapter, i) for i in range(THOUSAND)]
         back = echo_all_at_once(clients, messages, THOUSAND_TIMEOUT)
         wrong = [(i, back[i]) for i in range(THOUSAND) if back[i] != messages[i]]
         assert not wrong, ("%d of %d echoes differ from what was sent, first: %r" % (
@@ -204,7 +206,7 @@ def test_a_burst_past_the_pool_is_refused_and_accepting_goes_on(chapter, start_s
         assert not not_closed, ("refused clients not closed by the server: %r" % not_closed,
                                 server.output())
         kept = [by_port[p] for p in admitted]
-        messages = [message_for(i) for i in range(slots)]
+        messages = [message_for(chapter, i) for i in range(slots)]
         assert echo_all_at_once(kept, messages, BURST_TIMEOUT) == messages, server.output()
         echoed = sum(map(len, messages))
 
@@ -214,7 +216,7 @@ def test_a_burst_past_the_pool_is_refused_and_accepting_goes_on(chapter, start_s
                           timeout=BURST_TIMEOUT, what="%d disconnected lines" % slots)
 
         fresh = connect_at_once(server.port, slots, BURST_TIMEOUT)
-        messages = [message_for(100 + i) for i in range(slots)]
+        messages = [message_for(chapter, 100 + i) for i in range(slots)]
         assert echo_all_at_once(fresh, messages, BURST_TIMEOUT) == messages, server.output()
         echoed += sum(map(len, messages))
         lines = server.wait_until(lambda lines: count(lines, CONNECTED) >= 2 * slots and lines,
@@ -253,7 +255,7 @@ def test_stops_with_accepts_outstanding_and_clients_connected(chapter, way, reas
     assert posted(server) == 12, server.output()
     clients = [connect(server.port) for _ in range(5)]
     try:
-        messages = [message_for(i) for i in range(len(clients))]
+        messages = [message_for(chapter, i) for i in range(len(clients))]
         for client, message in zip(clients, messages):
             assert echo(client, message) == message, server.output()
         started = time.monotonic()
@@ -290,7 +292,7 @@ def test_silent_clients_do_not_hold_up_accepting(chapter, start_server):
     last = None
     try:
         last = connect(server.port, timeout=SILENT_TIMEOUT)
-        message = b"after five silent clients\n"
+        message = chapter.message(b"after five silent clients\n")
         try:
             back = echo(last, message)
         except socket.timeout:
@@ -303,7 +305,8 @@ def test_silent_clients_do_not_hold_up_accepting(chapter, start_server):
             sorted(local_port(c) for c in silent + [last]), server.output()
         assert all(still_open(c) for c in silent), server.output()
         for number, client in enumerate(silent):
-            assert echo(client, message_for(number)) == message_for(number), server.output()
+            message = message_for(chapter, number)
+            assert echo(client, message) == message, server.output()
     finally:
         close_all(silent + ([last] if last else []))
     assert server.quit() == 0, server.output()
@@ -331,7 +334,8 @@ def test_accepts_at_the_top_of_the_range_are_all_posted(chapter, start_server):
     assert posted(server) == 1024, server.output()
     client = connect(server.port)
     try:
-        assert echo(client, b"one of 1024\n") == b"one of 1024\n", server.output()
+        message = chapter.message(b"one of 1024\n")
+        assert echo(client, message) == message, server.output()
     finally:
         client.close()
     assert server.quit() == 0, server.output()

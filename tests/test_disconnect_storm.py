@@ -2,7 +2,8 @@
 before sending anything, RST after an echo, RST with the echo still unread) do not
 disturb a server that notices disconnects: it keeps echoing for a control client all
 the while, it ends each connection exactly once, and once every client has gone its
-count of live clients is back to 0.
+count of live clients is back to 0. For a chapter with messages every echo is one echo
+message (chapter.message), the unread ones too.
 """
 
 import re
@@ -37,7 +38,7 @@ class StormFailure(Exception):
         self.what = what
 
 
-def one_connection(port, kind, rng):
+def one_connection(chapter, port, kind, rng):
     """Opens a connection and ends it the way KIND says."""
     client = connect(port)
     client_port = local_port(client)
@@ -46,7 +47,7 @@ def one_connection(port, kind, rng):
         if kind == "rst-at-once":
             reset(client)
             return
-        message = rng.randbytes(rng.randint(1, 3000))
+        message = chapter.message(rng.randbytes(rng.randint(1, 3000)))
         if kind == "rst-unread":
             client.sendall(message)  # the echo is still on its way back
             reset(client)
@@ -65,14 +66,14 @@ def one_connection(port, kind, rng):
         client.close()
 
 
-def storm(port, rng, failures, kinds):
+def storm(chapter, port, rng, failures, kinds):
     """PER_THREAD connections one after another, each ended a random way (from RNG);
     stops at the first that fails (then the server is broken, and each further client
     would only wait for its timeout)."""
     for number in range(PER_THREAD):
         kind = rng.choice(("fin", "rst-at-once", "rst-after-echo", "rst-unread"))
         try:
-            one_connection(port, kind, rng)
+            one_connection(chapter, port, kind, rng)
         except StormFailure as e:
             failures.append((e.client_port, "connection %d (%s) from port %d, %s" % (
                 number + 1, kind, e.client_port, e.what)))
@@ -83,13 +84,13 @@ def storm(port, rng, failures, kinds):
         kinds[kind] = kinds.get(kind, 0) + 1
 
 
-def control(port, done, results):
+def control(chapter, port, done, results):
     """Echo round trips on one connection until DONE is set; every one must succeed."""
     client = connect(port)
     try:
         number = 0
         while not done.is_set():
-            message = b"control round trip %d\n" % number
+            message = chapter.message(b"control round trip %d\n" % number)
             back = echo(client, message)
             if back != message:
                 results["failure"] = "round trip %d: sent %r, got %r" % (number, message, back)
@@ -119,14 +120,15 @@ def test_two_thousand_connections_end_every_way(chapter, start_server):
     port = server.port
     done = threading.Event()
     results = {}
-    controller = threading.Thread(target=control, args=(port, done, results), daemon=True)
+    controller = threading.Thread(target=control, args=(chapter, port, done, results),
+                                  daemon=True)
     controller.start()
     failures = []
     kinds = [{} for _ in range(THREADS)]
     # One source per thread, made here in a fixed order, so the seed replays every thread.
     rngs = [random_source() for _ in range(THREADS)]
     started = time.monotonic()
-    threads = [threading.Thread(target=storm, args=(port, rngs[i], failures, kinds[i]),
+    threads = [threading.Thread(target=storm, args=(chapter, port, rngs[i], failures, kinds[i]),
                                 daemon=True) for i in range(THREADS)]
     for thread in threads:
         thread.start()
@@ -153,7 +155,8 @@ def test_two_thousand_connections_end_every_way(chapter, start_server):
 
     # A last client echoes: the accepter has taken every connection queued before it.
     last = connect(port)
-    assert echo(last, b"after the storm\n") == b"after the storm\n", server.output()
+    message = chapter.message(b"after the storm\n")
+    assert echo(last, message) == message, server.output()
     last.close()
     results["client"].close()
     server.wait_until(settled, SETTLE_TIMEOUT, "as many disconnected lines as connected")

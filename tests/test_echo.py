@@ -1,6 +1,7 @@
 """An echo chapter sends back every byte it receives, unchanged and in order: messages
 around its receive size, random binary data up to 1 MiB, and 200 clients at once making
-round trips of random sizes.
+round trips of random sizes. For a chapter with messages, each piece of data goes as one
+echo message (chapter.message) and must come back as that same message.
 """
 
 import time
@@ -22,10 +23,12 @@ def test_echoes_every_byte(chapter, size, start_server):
     server = start_server(chapter)
     client = connect(server.port)
     try:
-        message = bytes(b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36] for i in range(size))
+        message = chapter.message(
+            bytes(b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36] for i in range(size)))
         assert echo(client, message) == message, server.output()
         # The connection still works after it: a second round trip.
-        assert echo(client, b"again\n") == b"again\n", server.output()
+        again = chapter.message(b"again\n")
+        assert echo(client, again) == again, server.output()
     finally:
         client.close()
     assert server.quit() == 0, server.output()
@@ -33,17 +36,19 @@ def test_echoes_every_byte(chapter, size, start_server):
 
 @pytest.mark.parametrize("chapter", ECHOERS, ids=IDS)
 def test_echoes_random_binary_data(chapter, start_server):
-    server = start_server(chapter)
+    sizes = (2, 255, 4097, 10000, 100003, 1 << 20)
+    server = start_server(chapter, *chapter.message_options(max(sizes)))
     client = connect(server.port, timeout=30.0)
     rng = random_source()
     try:
-        for size in (2, 255, 4097, 10000, 100003, 1 << 20):
-            message = rng.randbytes(size)
+        for size in sizes:
+            message = chapter.message(rng.randbytes(size))
             back = echo(client, message)
-            assert len(back) == size, ("%d bytes sent, %d came back" % (size, len(back)),
-                                       server.output())
+            assert len(back) == len(message), ("%d bytes sent, %d came back" % (
+                len(message), len(back)), server.output())
             assert back == message, ("%d bytes came back changed, first at %d" % (
-                size, next(i for i in range(size) if back[i] != message[i])), server.output())
+                len(message), next(i for i in range(len(message)) if back[i] != message[i])),
+                server.output())
     finally:
         client.close()
     assert server.quit() == 0, server.output()
@@ -57,7 +62,7 @@ def test_two_hundred_clients_at_once(chapter, start_server):
     try:
         started = time.monotonic()
         trips = round_trips(socks, rounds, sizes=(1, 8192), timeout=MANY_CLIENTS_TIMEOUT,
-                            rng=random_source())
+                            rng=random_source(), wrap=chapter.message)
         failed = ["client %d: %r" % (i, t) for i, t in enumerate(trips) if t.rounds != rounds]
         assert not failed, (failed[:10], server.output())
         print("%d clients x %d round trips in %.1f s" % (clients, rounds,

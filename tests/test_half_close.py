@@ -6,6 +6,9 @@ From chapter 10 on the receive is posted while a send is in flight, so the FIN c
 before the echo has gone out; closing at once would cancel that send and cut the echo.
 The client reads slowly through a small receive buffer, so that the server's sends are
 still pending when the FIN arrives.
+
+For a chapter with messages the data goes as one echo message (with room for it given by
+--max-message), and that message must come back whole.
 """
 
 import socket
@@ -47,11 +50,11 @@ def read_slowly(client, limit):
 
 @pytest.mark.parametrize("chapter", ECHOERS, ids=chapters.ids(ECHOERS))
 def test_half_closed_client_gets_its_whole_echo(chapter, start_server):
-    server = start_server(chapter, "--workers", "2")
+    server = start_server(chapter, "--workers", "2", *chapter.message_options(SIZE))
     port = server.port
     rng = random_source()
     for number in range(CLIENTS):
-        data = rng.randbytes(SIZE)
+        data = chapter.message(rng.randbytes(SIZE))
         client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         client.settimeout(CLIENT_TIMEOUT)
@@ -61,12 +64,12 @@ def test_half_closed_client_gets_its_whole_echo(chapter, start_server):
                                   daemon=True)
         sender.start()
         try:
-            back = read_slowly(client, SIZE)
+            back = read_slowly(client, len(data))
         finally:
             sender.join(CLIENT_TIMEOUT)
             client.close()
         assert not failures, failures
-        assert len(back) == SIZE, ("client %d of %d got %d of %d bytes before the end" % (
-            number + 1, CLIENTS, len(back), SIZE), server.output())
+        assert len(back) == len(data), ("client %d of %d got %d of %d bytes before the end" % (
+            number + 1, CLIENTS, len(back), len(data)), server.output())
         assert back == data, "client %d: the echo differs from what it sent" % (number + 1)
     assert server.quit() == 0, server.output()

@@ -5,6 +5,9 @@ must still exit 0 and print "connections served: 21, bytes echoed: B" (the twent
 a control client that checks the server still echoes meanwhile), within a bound that
 only catches a hang. A shutdown that waits for those sends to complete by themselves
 waits in vain: under Wine a pending send gets no completion after closesocket.
+
+For a chapter with messages each client sends a stream of echo messages, each within
+the default --max-message, so every byte the server takes is part of a valid message.
 """
 
 import re
@@ -22,7 +25,7 @@ STUCK = 20
 SLOTS = 32
 # Small client buffers, so that less data fills the connections.
 CLIENT_BUFFER = 4096
-CHUNK = b"unread " * 9362  # about 64 KiB per send
+PAYLOAD = b"unread " * 9362  # about 64 KiB per message, within the default --max-message
 STALL = 1.0          # no client has taken a byte for this long: every connection is full
 FILL_TIMEOUT = 90.0  # only catches a server that keeps reading for ever
 CONNECTED = re.compile(r"^client (?P<id>\d+) connected from ")
@@ -43,13 +46,16 @@ def stuck_client(port):
     return client
 
 
-def fill(clients):
-    """Sends on every client (non-blocking, never reading) until none has taken a byte
-    for STALL seconds: then the echo the server sends back fills the client's receive
-    buffer and the server's send buffer, the server's send stays pending, it stops
-    receiving, and what the client sends fills the other direction. Returns the bytes
+def fill(clients, chunk):
+    """Sends CHUNK again and again on every client (non-blocking, never reading) until
+    none has taken a byte for STALL seconds: then the echo the server sends back fills
+    the client's receive buffer and the server's send buffer, the server's send stays
+    pending, it stops receiving, and what the client sends fills the other direction.
+    A send that takes part of CHUNK is followed by the rest of it, so the stream is
+    CHUNK after CHUNK (whole messages, for a chapter with messages). Returns the bytes
     sent by each client."""
     sent = [0] * len(clients)
+    chunk = memoryview(chunk)
     for client in clients:
         client.setblocking(False)
     started = last_progress = time.monotonic()
@@ -60,7 +66,7 @@ def fill(clients):
         for number, client in enumerate(clients):
             while True:
                 try:
-                    count = client.send(CHUNK)
+                    count = client.send(chunk[sent[number] % len(chunk):])
                 except (BlockingIOError, InterruptedError):
                     break
                 sent[number] += count
@@ -79,13 +85,13 @@ def test_quit_with_sends_pending_to_clients_that_never_read(chapter, start_serve
         server.wait_until(lambda lines: sum(1 for l in lines if CONNECTED.match(l)) == STUCK,
                           what="%d connected lines" % STUCK)
         filling = time.monotonic()
-        sent = fill(clients)
+        sent = fill(clients, chapter.message(PAYLOAD))
         filled = time.monotonic() - filling
         assert all(sent), ("a client could send nothing", sent, server.output())
 
         # The other clients are still served while those twenty are stuck.
         control = connect(server.port)
-        message = b"control client, while twenty others never read\n"
+        message = chapter.message(b"control client, while twenty others never read\n")
         assert echo(control, message) == message, server.output()
 
         started = time.monotonic()

@@ -1,6 +1,7 @@
 """A chapter that notices disconnects gives a client's slot back when it leaves: with
 --max-clients 4, twelve clients that come and go one at a time are all admitted, each
-into one of the four slots."""
+into one of the four slots. (For a chapter with messages, each client's one echo is an
+echo message.)"""
 
 import re
 
@@ -24,7 +25,7 @@ def test_twelve_clients_through_four_slots(chapter, start_server):
         try:
             connected = server.wait_for(CONNECTED)
             assert int(connected.group("port")) == local_port(client), server.output()
-            message = b"client %d of %d\n" % (number + 1, 3 * SLOTS)
+            message = chapter.message(b"client %d of %d\n" % (number + 1, 3 * SLOTS))
             assert echo(client, message) == message, server.output()
         finally:
             client.close()
