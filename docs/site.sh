@@ -68,9 +68,10 @@ label() {
 # PATH" for every relative link, PATH being its file from the root, or "../" when it
 # leaves the repository) and the filter (mode=rewrite: print the file with its links
 # rewritten, and its code spans escaped for doxygen). It reads inline links and images,
-# reference definitions, and src/href attributes of inline HTML; it skips fenced code
-# blocks and code spans. -v md=PATH of the file from the root; -v pages="|a.md|b.md|":
-# the Markdown pages; -v mark=$MARK.
+# reference definitions, and src/href attributes of inline HTML; it skips code spans, and
+# code blocks, fenced or indented, which the filter copies as they are (doxygen shows them
+# as they are, so an escape there would show as text). -v md=PATH of the file from the
+# root; -v pages="|a.md|b.md|": the Markdown pages; -v mark=$MARK.
 LINKS_AWK='
 function dirname_of(path,   i) {
     for (i = length(path); i > 0; i--)
@@ -201,7 +202,7 @@ function count_lines(text) {
 # Markdown: lines outside code blocks, up to a blank line. A code span or an emphasis can
 # go on over a line end. ln is the line number, for the messages of the check.
 function links(block,   out, i, n, c, run, rest, j, k, depth, target, close_at, close_tag,
-               t, eol) {
+               t, eol, len) {
     out = ""
     n = length(block)
     i = 1
@@ -224,12 +225,14 @@ function links(block,   out, i, n, c, run, rest, j, k, depth, target, close_at, 
             if (eol > 0)
                 rest = substr(rest, 1, eol - 1)
             if (match(rest, /^<[^>]*>/)) {
-                out = out "<" handle(substr(rest, 2, RLENGTH - 2)) ">"
+                len = RLENGTH
+                out = out "<" handle(substr(rest, 2, len - 2)) ">"
             } else {
                 match(rest, /^[^ \t]*/)
-                out = out handle(substr(rest, 1, RLENGTH))
+                len = RLENGTH
+                out = out handle(substr(rest, 1, len))
             }
-            i += RLENGTH
+            i += len
             continue
         }
         if (i == close_at) {
@@ -340,13 +343,15 @@ function links(block,   out, i, n, c, run, rest, j, k, depth, target, close_at, 
     return out
 }
 # An HTML tag with the links of its src and href attributes handled.
-function html_tag(tag,   out, k, target) {
+function html_tag(tag,   out, k, target, start, len) {
     out = ""
     while (match(tag, /(src|href)="[^"]*"/)) {
-        k = index(substr(tag, RSTART), "\"")
-        target = substr(tag, RSTART + k, RLENGTH - k - 1)
-        out = out substr(tag, 1, RSTART + k - 1) handle(target) "\""
-        tag = substr(tag, RSTART + RLENGTH)
+        start = RSTART
+        len = RLENGTH
+        k = index(substr(tag, start), "\"")
+        target = substr(tag, start + k, len - k - 1)
+        out = out substr(tag, 1, start + k - 1) handle(target) "\""
+        tag = substr(tag, start + len)
     }
     return out tag
 }
@@ -369,13 +374,44 @@ function add(line) {
     }
     block_lines++
 }
-BEGIN { base = dirname_of(md); fence = ""; block_lines = 0 }
+# The indent doxygen 1.9.4 measures a line by, to tell an indented code block: its
+# leading spaces, and a list marker after them with the spaces that follow it.
+function list_indent(line,   n) {
+    match(line, /^ */)
+    n = RLENGTH
+    if (match(substr(line, n + 1), /^(-#|[-+*]|[1-9][0-9]*\.) +/))
+        n += RLENGTH
+    return n
+}
+BEGIN {
+    base = dirname_of(md); fence = ""; block_lines = 0
+    code_indent = -1; blank_above = 1; indent_above = 0; indent_above2 = 0
+}
 {
     line = $0
+    # What the line above and the one above that were, for an indented code block.
+    was_blank = blank_above
+    ref_indent = indent_above2
+    indent_above2 = indent_above
+    indent_above = list_indent(line)
+    blank_above = (line ~ /^[ \t]*$/)
+    match(line, /^ */)
+    spaces = RLENGTH
+    # An indented code block goes on over blank lines and lines indented as far as its own.
+    # Doxygen copies it as it is, so it is copied as it is: an escape would show as text.
+    if (code_indent >= 0) {
+        if (blank_above || spaces >= code_indent) {
+            if (mode == "rewrite")
+                print line
+            next
+        }
+        code_indent = -1
+    }
     if (fence == "" && match(line, /^(   |  | )?(```+|~~~+)/)) {
-        flush()
+        # Taken before flush(), whose own matches set RSTART and RLENGTH again.
         fence = substr(line, RSTART, RLENGTH)
         sub(/^ +/, "", fence)
+        flush()
         if (mode == "rewrite")
             print line
         next
@@ -391,6 +427,16 @@ BEGIN { base = dirname_of(md); fence = ""; block_lines = 0 }
     }
     if (line ~ /^[ \t]*$/) {
         flush()
+        if (mode == "rewrite")
+            print line
+        next
+    }
+    # An indented code block, as doxygen 1.9.4 tells one: a line after a blank line,
+    # indented by 4 spaces or more beyond the line above the blank one (the text of a list
+    # item counting from after its marker).
+    if (was_blank && spaces >= 4 && spaces >= ref_indent + 4) {
+        flush()
+        code_indent = ref_indent + 4
         if (mode == "rewrite")
             print line
         next

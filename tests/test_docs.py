@@ -135,3 +135,159 @@ def test_every_chapter_source_is_browsable(site):
         folder = os.path.basename(os.path.dirname(main_c))
         page = "%s_2main_8c_source.html" % folder
         assert os.path.isfile(os.path.join(HTML, page)), "no source page for " + folder
+
+
+# --- what the pages show is what the Markdown says ---------------------------------------
+# docs/site.sh's filter escapes some characters of the notes' prose for doxygen ("
+# becomes &quot;, %word becomes %%word), which doxygen turns back into the characters. In
+# a code block doxygen copies everything as it is, so the same escape would show as text:
+# a reader would see &quot; where the notes have ". These tests read the code blocks as
+# doxygen 1.9.4 does and compare each with the page.
+
+# An entity as a reader sees it: the page's text, once its own entities are decoded,
+# still holds one.
+SHOWN_ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
+# What doxygen 1.9.4 counts as a line's indent: its spaces and one list marker after them.
+LIST_INDENT = re.compile(r"^ *(?:(?:-#|[-+*]|[1-9][0-9]*\.) +)?")
+
+
+def leading_spaces(line):
+    return len(line) - len(line.lstrip(" "))
+
+
+def markdown_code(text):
+    """(code blocks, prose) of Markdown TEXT: each fenced or indented code block as its
+    list of lines, and the lines outside them. A block indented by 4 spaces is code,
+    as in doxygen 1.9.4, when the line above it is blank and the line above that is
+    indented (list markers counted as indent) by at least 4 spaces less."""
+    lines = text.split("\n")
+    blocks, prose = [], []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        fence = FENCE.match(line)
+        if fence:
+            margin, run = fence.group(1), fence.group(2)
+            body = []
+            i += 1
+            while i < len(lines):
+                rest = lines[i].lstrip(" ")
+                if rest.startswith(run) and re.fullmatch(r"[`~]*[ \t]*", rest[len(run):]):
+                    break
+                body.append(lines[i][len(margin):] if lines[i].startswith(margin)
+                            else lines[i].lstrip(" "))
+                i += 1
+            blocks.append(body)
+            i += 1
+            continue
+        if line.strip() and i >= 1 and not lines[i - 1].strip():
+            above = LIST_INDENT.match(lines[i - 2]).end() if i >= 2 else 0
+            if leading_spaces(line) >= above + 4:
+                body = []
+                while i < len(lines) and (not lines[i].strip() or
+                                          leading_spaces(lines[i]) >= above + 4):
+                    body.append(lines[i][above + 4:])
+                    i += 1
+                while body and not body[-1].strip():
+                    body.pop()
+                blocks.append(body)
+                continue
+        prose.append(line)
+        i += 1
+    return blocks, "\n".join(prose)
+
+
+def shown_code(text):
+    """The code blocks of a page as a reader sees them: a list of lines for each."""
+    blocks = []
+    for match in re.finditer(r'<div class="fragment">(.*?)</div><!-- fragment -->'
+                             r'|<pre class="fragment">(.*?)</pre>', text, re.S):
+        if match.group(1) is not None:  # a fenced block
+            lines = re.findall(r'<div class="line">(.*?)</div>', match.group(1), re.S)
+        else:  # an indented block
+            lines = match.group(2).rstrip("\n").split("\n")
+        blocks.append([html.unescape(re.sub(r"<[^>]+>", "", line)) for line in lines])
+    return blocks
+
+
+def markdown_pages():
+    """(Markdown file, its page) for README.md, docs/README.md and each chapter's notes."""
+    pages = [("README.md", "index.html"), ("docs/README.md", "docs_site.html")]
+    pages += [("chapters/%s/README.md" % folder, "chapter%s.html" % number)
+              for number, folder, _ in chapter_notes()]
+    return [(md, page) for md, page in pages if os.path.isfile(os.path.join(ROOT, md))]
+
+
+def shown_entities(text):
+    """The entities a reader would see as text on a page: "&quot;" for "&amp;quot;"."""
+    return SHOWN_ENTITY.findall(html.unescape(re.sub(r"<[^>]+>", "", text)))
+
+
+def test_the_page_readers_agree_with_doxygen():
+    # Guards the readers above on the cases that broke the site.
+    assert shown_entities('<div class="line">f(&amp;quot;x&amp;quot;) &amp;lt;</div>') == \
+        ["&quot;", "&quot;", "&lt;"]
+    assert shown_entities("<code>f(&quot;x&quot;) &lt;a&gt; &amp;b 'c'</code>") == []
+    blocks, prose = markdown_code("\n".join([
+        "A fence right after a line of text:",
+        "```c",
+        'f("x");',
+        "```",
+        "",
+        "    indented: code",
+        "",
+        "- a list item",
+        "",
+        "  its second paragraph, not code",
+        "",
+        "      code in the item",
+        "text",
+        "    not code: no blank line above",
+    ]))
+    assert blocks == [['f("x");'], ["indented: code"], ["code in the item"]]
+    assert "its second paragraph" in prose and "not code: no blank" in prose
+    page = ('<div class="fragment"><div class="line">f(&quot;x&quot;);</div>\n'
+            '</div><!-- fragment --><pre class="fragment">a &amp;&amp; b\n</pre>')
+    assert shown_code(page) == [['f("x");'], ["a && b"]]
+
+
+def test_no_page_shows_an_entity_as_text(site):
+    for path in sorted(glob.glob(os.path.join(HTML, "*.html"))):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        found = shown_entities(text)
+        where = [line.strip()[:160] for line in text.split("\n") if shown_entities(line)]
+        assert not found, "%s shows %d entities as text (%s), e.g.:\n%s" % (
+            os.path.basename(path), len(found), ", ".join(sorted(set(found))),
+            "\n".join(where[:5]))
+
+
+def test_code_blocks_show_as_written(site):
+    for md, page in markdown_pages():
+        with open(os.path.join(ROOT, md), encoding="utf-8") as f:
+            blocks, _ = markdown_code(f.read())
+        shown = shown_code(page_text(page))
+        assert len(shown) == len(blocks), "%s shows %d code blocks, %s has %d" % (
+            page, len(shown), md, len(blocks))
+        for number, (written, seen) in enumerate(zip(blocks, shown), 1):
+            wrong = [(a, b) for a, b in zip(written, seen) if a != b]
+            assert written == seen, "%s: code block %d of %s shows\n  %s\nfor\n  %s" % (
+                page, number, md,
+                wrong[0][1] if wrong else "%d lines" % len(seen),
+                wrong[0][0] if wrong else "%d lines" % len(written))
+
+
+def test_code_spans_show_as_written(site):
+    # The filter escapes % and :: in code spans (doxygen 1.9.4 would drop the % of %lu and
+    # take ::word for a link); the page must show the span as the notes write it.
+    span = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.S)
+    for md, page in markdown_pages():
+        with open(os.path.join(ROOT, md), encoding="utf-8") as f:
+            _, prose = markdown_code(f.read())
+        shown = {re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", code))).strip()
+                 for code in re.findall(r"<code>(.*?)</code>", page_text(page), re.S)}
+        for match in span.finditer(prose):
+            written = re.sub(r"\s+", " ", match.group(2)).strip()
+            assert written in shown, "%s does not show the code span `%s` of %s" % (
+                page, written, md)
