@@ -7,6 +7,7 @@
 #   make client [PORT=9000] [HOST=127.0.0.1]   a client you can type into
 #   make bench-echo [ARGS="--quick"]   echo ping-pong, 08 against 10 under Wine, a table
 #   make check-build     also compile with clang and for 32-bit Windows (-Werror)
+#   make fuzz [FUZZ_SECONDS=60]   fuzz chapter 11's message parser (native, libFuzzer)
 #   make notes           regenerate each chapter's "What changed" diff
 #   make format / format-check, make docs, make compile_commands.json, make cmake-check
 #
@@ -61,7 +62,7 @@ TOOL_EXES := $(TOOLS:%=$(BUILD)/tools/%.exe)
 .PHONY: all tools tools-build tools-check-build tools-wine tools-test tools-docs \
         tools-format tools-bear run client tour test check-build notes notes-check \
         format format-check docs diagrams diagrams-check cmake-check clean wine-stop help \
-        bench-echo
+        bench-echo fuzz
 .SUFFIXES:
 # Keep object files between builds: they are what makes rebuilds incremental.
 .SECONDARY:
@@ -175,6 +176,26 @@ test: all check-build tools-wine tools-test format-check
 
 bench-echo: all tools-wine tools-test
 	$(TOUR_PYTHON) scripts/bench.py $(ARGS)
+
+# --- fuzzing ----------------------------------------------------------------------------
+# Chapter 11's message parser (frame.c, free of Winsock) built natively with clang around
+# the libFuzzer target tests/fuzz/frame_fuzz.c, with AddressSanitizer and UBSan, and fuzzed
+# for FUZZ_SECONDS from the seeds in tests/fuzz/corpus. The inputs it adds are kept in
+# build/fuzz/corpus for the next run; an input that fails is saved as build/fuzz/crash-*,
+# which `build/fuzz/frame_fuzz FILE` replays. `make test` fuzzes a few seconds of it
+# (tests/test_frame.py, which builds with the same flags).
+FUZZ_SECONDS ?= 60
+FUZZ_DIR := $(BUILD)/fuzz
+FRAME_DIR := chapters/11-messages
+FUZZ_CFLAGS := $(CSTD) -Wall -Wextra -Wpedantic -Werror -g -O1 \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz:
+	$(ENSURE) fuzz
+	@mkdir -p $(FUZZ_DIR)/corpus
+	clang $(FUZZ_CFLAGS) -I$(FRAME_DIR) tests/fuzz/frame_fuzz.c $(FRAME_DIR)/frame.c \
+	    -o $(FUZZ_DIR)/frame_fuzz
+	$(FUZZ_DIR)/frame_fuzz -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_DIR)/ \
+	    $(FUZZ_DIR)/corpus tests/fuzz/corpus
 
 # --- formatting, editor support, docs ---------------------------------------------------
 FORMAT_FILES := $(wildcard common/*.c common/*.h chapters/*/*.c chapters/*/*.h tools/*.c)

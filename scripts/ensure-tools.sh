@@ -2,7 +2,7 @@
 # Makes sure the tools for one job are installed, installing Debian/Ubuntu packages
 # with apt-get when they are not: directly as root, through sudo otherwise.
 #
-#   scripts/ensure-tools.sh build|check-build|wine|test|docs|format|bear ...
+#   scripts/ensure-tools.sh build|check-build|wine|test|docs|format|bear|cmake|fuzz ...
 #
 # Exits 0 when everything is there, 1 with the exact command to run when it cannot
 # install (not Debian/Ubuntu, or neither root nor sudo).
@@ -14,6 +14,17 @@ need() { # need COMMAND PACKAGE: queue PACKAGE when COMMAND is missing
 }
 need_file() { # need_file PATH PACKAGE
     [ -e "$1" ] || packages="$packages $2"
+}
+links_fuzzer() { # whether clang links a libFuzzer target with AddressSanitizer and UBSan
+    scratch=$(mktemp -d) || return 1
+    printf 'int LLVMFuzzerTestOneInput(const unsigned char *data, unsigned long size);\n%s\n' \
+        'int LLVMFuzzerTestOneInput(const unsigned char *data, unsigned long size) { return 0; }' \
+        >"$scratch/probe.c"
+    linked=0
+    clang -fsanitize=fuzzer,address,undefined "$scratch/probe.c" -o "$scratch/probe" \
+        >/dev/null 2>&1 || linked=1
+    rm -rf "$scratch"
+    return $linked
 }
 
 for job in "$@"; do
@@ -35,6 +46,15 @@ for job in "$@"; do
     format) need clang-format clang-format ;;
     bear) need bear bear ;;
     cmake) need cmake cmake; need x86_64-w64-mingw32-gcc gcc-mingw-w64-x86-64 ;;
+    fuzz)
+        # libFuzzer and the sanitizers' runtimes (libclang_rt.*) come with libclang-rt-dev
+        # (libclang-rt-14-dev on Debian 12), which clang's packages only recommend: not there
+        # with --no-install-recommends.
+        if ! command -v clang >/dev/null 2>&1; then
+            packages="$packages clang libclang-rt-dev"
+        elif ! links_fuzzer; then
+            packages="$packages libclang-rt-dev"
+        fi ;;
     *) echo "ensure-tools.sh: unknown job '$job'" >&2; exit 2 ;;
     esac
 done
