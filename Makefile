@@ -82,7 +82,7 @@ ifeq ($(NATIVE),)
 endif
 tools-test:
 ifeq ($(NATIVE),)
-	$(ENSURE) test
+	$(ENSURE) test fuzz
 endif
 tools-docs:
 	$(ENSURE) docs
