@@ -17,6 +17,9 @@ tour.txt holds one step per line; '#' starts a comment line:
   sendsize X N      send N bytes of abc...xyz repeated
   expect X TEXT     receive exactly TEXT (decoded as for send)
   expectsize X N    receive N bytes and check they are the sendsize pattern
+  sendmsg X TEXT    send TEXT (decoded as for send) as the payload of one echo message,
+                    after its 5-byte header (chapter 11 on: harness.echo_message)
+  expectmsg X TEXT  receive exactly the echo message whose payload is TEXT, header first
   closed X          wait for the server to close (or reset) X
   close X           close X gracefully (FIN); X can still receive until the server
                     closes too, so "closed X" may follow
@@ -405,6 +408,23 @@ def step_expect(run, step):
     run.say("[%s] received %d bytes: %s" % (step.client, len(step.data), show(step.data)))
 
 
+def step_sendmsg(run, step):
+    message = harness.echo_message(step.data)
+    send_all(connected(run, step), message)
+    run.say("[%s] sent a message of %d bytes (%d with its header): %s" % (
+        step.client, len(step.data), len(message), show(step.data)))
+
+
+def step_expectmsg(run, step):
+    message = harness.echo_message(step.data)
+    got = receive(connected(run, step), len(message))
+    if got != message:
+        raise Failed("received \"%s\", expected the message \"%s\"" % (show(got),
+                                                                       show(message)))
+    run.say("[%s] received a message of %d bytes: %s" % (step.client, len(step.data),
+                                                         show(step.data)))
+
+
 def step_expectsize(run, step):
     client = connected(run, step)
     got = receive(client, step.number)
@@ -480,6 +500,8 @@ STEPS = {
     "sendsize": (client_and(number), step_sendsize),
     "expect": (client_and(data), step_expect),
     "expectsize": (client_and(number), step_expectsize),
+    "sendmsg": (client_and(data), step_sendmsg),
+    "expectmsg": (client_and(data), step_expectmsg),
     "closed": (client_and(nothing), step_closed),
     "close": (client_and(nothing), step_close),
     "reset": (client_and(nothing), step_reset),
