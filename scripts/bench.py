@@ -7,7 +7,10 @@
         --connections 1 100 --repeat 5 --seconds 3
 
 Each connection sends one message, waits for the whole echo, compares every byte with
-what it sent, and sends the next. Each run starts a chapter fresh (--port 0 --workers 2
+what it sent, and sends the next. A chapter that speaks in messages (11 on) gets each
+one as an echo message, its 5-byte header before the payload (harness.echo_message), and
+the header is compared and counted with the rest; a size over its default --max-message
+adds that option to its command line. The native reference echoes raw bytes. Each run starts a chapter fresh (--port 0 --workers 2
 --max-clients 256), connects, warms up, counts the round trips that complete in a fixed
 window and the latency of each, lets the last echoes arrive, closes, types "quit" and
 checks that the server exits 0 and counted the bytes the clients got back. The chapters
@@ -73,21 +76,24 @@ SUMMARY = re.compile(r"^connections served: (?P<served>\d+), bytes echoed: (?P<b
 
 
 # --- the load: one process drives its share of the connections ------------------------
-def _drive(sockets, first_number, bases, start_at, measure_from, stop_at):
+def _drive(sockets, first_number, bases, start_at, measure_from, stop_at, framed=False):
     """Ping-pong on SOCKETS until STOP_AT, then waits up to DRAIN_SECONDS for the echoes
     still due. Round trips that complete between MEASURE_FROM and STOP_AT are counted and
-    their latencies kept; every echo, counted or not, is compared with what was sent."""
+    their latencies kept; every echo, counted or not, is compared with what was sent.
+    FRAMED: each payload goes as one echo message, whose every byte must come back."""
     monotonic = time.monotonic
     epollin, epollout = select.EPOLLIN, select.EPOLLOUT
     count = len(sockets)
-    size = len(bases[0])
+    payload_size = len(bases[0])
+    wrap = harness.echo_message if framed else bytes
+    size = len(wrap(bases[0]))  # what goes each way per round trip
     kinds = len(bases)
     # Each connection's messages start with its own number, so no echo can pass on
     # another connection; built now, before the clock starts.
     messages = []
     for i in range(count):
         stamp = (first_number + i).to_bytes(4, "little")
-        messages.append([(stamp + base[len(stamp):])[:size] for base in bases])
+        messages.append([wrap((stamp + base[len(stamp):])[:payload_size]) for base in bases])
     poller = select.epoll(max(count, 1))
     slot = {}
     kind = [i % kinds for i in range(count)]
@@ -252,7 +258,7 @@ def _client_process(pipe, number):
                 if size not in bases:
                     bases[size] = [rng.randbytes(size) for _ in range(MESSAGE_KINDS)]
                 result = _drive(sockets, number * 100000, bases[size], job["start_at"],
-                                job["measure_from"], job["stop_at"])
+                                job["measure_from"], job["stop_at"], job["framed"])
                 sockets = []
                 result["ok"] = True
                 pipe.send(result)
@@ -302,9 +308,9 @@ class Load:
                   for n in range(len(self.pipes))]
         self._ask_all([{"do": "connect", "port": port, "count": c} for c in shares], 60)
 
-    def drive(self, size, start_at, measure_from, stop_at):
+    def drive(self, size, start_at, measure_from, stop_at, framed=False):
         job = {"do": "drive", "size": size, "start_at": start_at,
-               "measure_from": measure_from, "stop_at": stop_at}
+               "measure_from": measure_from, "stop_at": stop_at, "framed": framed}
         wait = stop_at - time.monotonic() + DRAIN_SECONDS + 30
         return self._ask_all([job] * len(self.pipes), wait)
 
@@ -481,7 +487,7 @@ def _sleep_until(when):
         time.sleep(delay)
 
 
-def _drive_and_measure(load, cpu, size, warmup, seconds):
+def _drive_and_measure(load, cpu, size, warmup, seconds, framed=False):
     start_at = time.monotonic() + START_DELAY
     measure_from = start_at + warmup
     stop_at = measure_from + seconds
@@ -496,7 +502,7 @@ def _drive_and_measure(load, cpu, size, warmup, seconds):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    answers = load.drive(size, start_at, measure_from, stop_at)
+    answers = load.drive(size, start_at, measure_from, stop_at, framed)
     sampler.join()
     latencies = array.array("d")
     for answer in answers:
@@ -525,7 +531,8 @@ def run_chapter(chapter, load, size, connections, warmup, seconds, prefix):
     server did that is worth a look in "odd" and what it did wrong in "failed"."""
     del harness.RUNS[:]  # the harness keeps every run for test reports; not needed here
     odd = []
-    with harness.Server(chapter.exe, SERVER_ARGS) as server:
+    framed = chapter.has("messages")
+    with harness.Server(chapter.exe, SERVER_ARGS + chapter.message_options(size)) as server:
         try:
             port = server.port
             server.wait_for(r"^\d+ worker threads waiting on the port")
@@ -538,7 +545,7 @@ def run_chapter(chapter, load, size, connections, warmup, seconds, prefix):
             wineserver = wineserver_pid(prefix)
             groups = {"client": load.pids, "server": [server.process.pid]}
             groups["wineserver"] = [wineserver] if wineserver else []
-            result = _drive_and_measure(load, CpuWindow(groups), size, warmup, seconds)
+            result = _drive_and_measure(load, CpuWindow(groups), size, warmup, seconds, framed)
             server.wait_until(
                 lambda lines: sum(1 for l in lines if DISCONNECTED.match(l)) >= connections,
                 timeout=30, what="%d 'client N disconnected' lines" % connections)
