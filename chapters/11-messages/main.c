@@ -121,8 +121,8 @@ struct server {
     _Alignas(8) volatile LONG64 bytes_echoed;
 };
 
-/* Frees what a client held for its I/O and empties its queue; once no thread can use it. */
-static void free_queue(struct client *client)
+/* Frees a client's send queue and inbox and resets their state; once no thread can use it. */
+static void free_buffers(struct client *client)
 {
     send_queue_clear(&client->queue);
     client->sending = 0;
@@ -153,7 +153,7 @@ static void release_client(struct client *client)
     if (InterlockedDecrement(&client->references) != 0)
         return;
     /* What the client never got is dropped with it: no thread can queue any more. */
-    free_queue(client);
+    free_buffers(client);
     /* Copied while the slot is still ours: back in the pool, an accept may reuse it. */
     id = client->id;
     memcpy(reason, client->end_reason, sizeof reason);
@@ -323,11 +323,14 @@ static int fill_inbox(struct client *client, const unsigned char *bytes, DWORD l
     size_t needed = client->inbox_used + length;
 
     if (needed > client->inbox_size) {
+        size_t most = FRAME_HEADER_SIZE + client->server->max_message + IO_BUFFER_SIZE;
         size_t size = client->inbox_size ? client->inbox_size : IO_BUFFER_SIZE;
         unsigned char *bigger;
 
         while (size < needed)
             size *= 2;
+        if (size > most) /* doubled past what one message and one receive can need */
+            size = most < needed ? needed : most;
         bigger = realloc(client->inbox, size);
         if (bigger == NULL) {
             report_errno("realloc");
