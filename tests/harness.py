@@ -477,12 +477,17 @@ def echo_message(payload):
 
 
 # --- clients -------------------------------------------------------------------------
-def connect(port, host="127.0.0.1", timeout=CLIENT_TIMEOUT):
-    """A TCP client connected to HOST:PORT, with TIMEOUT on every call."""
+def connect(port, host="127.0.0.1", timeout=CLIENT_TIMEOUT, buffers=None):
+    """A TCP client connected to HOST:PORT, with TIMEOUT on every call; with BUFFERS, its
+    receive and send buffers are set to that many bytes before it connects (small ones
+    make a client that does not read fill its connection with less data)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     client = socket.socket(family, socket.SOCK_STREAM)
     client.settimeout(timeout)
     try:
+        if buffers is not None:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffers)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffers)
         client.connect((host, port))
     except OSError:
         client.close()

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import chapters
-from harness import CLIENT_TIMEOUT, random_source
+from harness import CLIENT_TIMEOUT, connect, random_source
 
 ECHOERS = chapters.chapters_with("echo")
 CLIENTS = 12
@@ -55,10 +55,7 @@ def test_half_closed_client_gets_its_whole_echo(chapter, start_server):
     rng = random_source()
     for number in range(CLIENTS):
         data = chapter.message(rng.randbytes(SIZE))
-        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client.settimeout(CLIENT_TIMEOUT)
-        client.connect(("127.0.0.1", port))
+        client = connect(port, buffers=4096)
         failures = []
         sender = threading.Thread(target=send_then_half_close, args=(client, data, failures),
                                   daemon=True)

@@ -34,16 +34,7 @@ SUMMARY = re.compile(r"^connections served: (?P<connections>\d+), bytes echoed: 
 
 def stuck_client(port):
     """A client with small buffers, connected to 127.0.0.1:PORT."""
-    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_BUFFER)
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_BUFFER)
-        client.settimeout(harness.CLIENT_TIMEOUT)
-        client.connect(("127.0.0.1", port))
-    except OSError:
-        client.close()
-        raise
-    return client
+    return harness.connect(port, buffers=CLIENT_BUFFER)
 
 
 def fill(clients, chunk):

@@ -131,16 +131,7 @@ def _private_bytes(pid):
 def small_buffered_client(port):
     """A client with small buffers (so less data fills its connection), connected to
     127.0.0.1:PORT, with CLIENT_TIMEOUT on every call."""
-    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_BUFFER)
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_BUFFER)
-        client.settimeout(harness.CLIENT_TIMEOUT)
-        client.connect(("127.0.0.1", port))
-    except OSError:
-        client.close()
-        raise
-    return client
+    return harness.connect(port, buffers=CLIENT_BUFFER)
 
 
 def stuck_client(port):
