@@ -3,7 +3,8 @@
  * tests/test_frame.py). Each input is an inbox: it is cut into messages the way the
  * server's take_messages does (parse at an offset, step over a whole message, stop at
  * FRAME_INCOMPLETE or a refused header), once for each of a few --max-message values,
- * and every answer is checked against the header format itself; a wrong one aborts.
+ * and every answer is checked against the invariants of a message, the answer with no
+ * limit, and the answer for one byte fewer; a wrong one aborts.
  *
  * libFuzzer hands over the input in a heap block of exactly its size, so with
  * AddressSanitizer a read past `available` stops the run at once.
@@ -35,26 +36,23 @@ static void check(int ok, const char *what, size_t max_payload, size_t offset)
 }
 
 /*
- * What frame_parse must answer for the `available` bytes at `data`, worked out from the
- * header format: a 4-byte big-endian length, then the type byte.
+ * Checks the answer under `max_payload` against the answer with no limit at all, instead
+ * of working the header out a second time: a limit may only turn a message that is there
+ * (or on its way) into FRAME_TOO_LONG, and exactly when its length is over the limit.
  */
-static enum frame_status expected_status(const uint8_t *data, size_t available, size_t max_payload)
+static void check_limit(const uint8_t *data, size_t available, size_t max_payload,
+                        enum frame_status status, size_t offset)
 {
-    uint64_t length;
+    struct frame whole;
+    enum frame_status unlimited = frame_parse(data, available, SIZE_MAX, &whole);
 
-    if (available < 4)
-        return FRAME_INCOMPLETE;
-    length = (uint64_t)data[0] << 24 | (uint64_t)data[1] << 16 | (uint64_t)data[2] << 8 |
-             (uint64_t)data[3];
-    if (length > max_payload)
-        return FRAME_TOO_LONG;
-    if (available < FRAME_HEADER_SIZE)
-        return FRAME_INCOMPLETE;
-    if (data[4] != FRAME_ECHO)
-        return FRAME_UNKNOWN_TYPE;
-    if (available - FRAME_HEADER_SIZE < length)
-        return FRAME_INCOMPLETE;
-    return FRAME_READY;
+    check(unlimited != FRAME_TOO_LONG, "too long with no limit", max_payload, offset);
+    if (unlimited == FRAME_READY)
+        check(status == (whole.length <= max_payload ? FRAME_READY : FRAME_TOO_LONG),
+              "the limit is not applied at exactly max_payload", max_payload, offset);
+    else
+        check(status == unlimited || status == FRAME_TOO_LONG,
+              "the limit changed an answer other than to too long", max_payload, offset);
 }
 
 static void parse_inbox(const uint8_t *data, size_t available, size_t max_payload)
@@ -63,13 +61,13 @@ static void parse_inbox(const uint8_t *data, size_t available, size_t max_payloa
 
     for (;;) {
         struct frame frame;
+        struct frame shorter;
         unsigned char header[FRAME_HEADER_SIZE];
         enum frame_status status;
 
         memset(&frame, 0xA5, sizeof frame);
         status = frame_parse(data + offset, available - offset, max_payload, &frame);
-        check(status == expected_status(data + offset, available - offset, max_payload),
-              "frame_parse's answer is not what the header says", max_payload, offset);
+        check_limit(data + offset, available - offset, max_payload, status, offset);
         if (status != FRAME_READY)
             return; /* INCOMPLETE: wait for more bytes; an error: the client is ended */
 
@@ -81,6 +79,9 @@ static void parse_inbox(const uint8_t *data, size_t available, size_t max_payloa
               "payload does not follow the header", max_payload, offset);
         check(frame.size <= available - offset, "the message runs past the bytes available",
               max_payload, offset);
+        /* One byte fewer is not a whole message yet. */
+        check(frame_parse(data + offset, frame.size - 1, max_payload, &shorter) == FRAME_INCOMPLETE,
+              "a message one byte short is not incomplete", max_payload, offset);
         frame_header(header, frame.type, frame.length);
         check(memcmp(header, data + offset, FRAME_HEADER_SIZE) == 0,
               "frame_header of the parsed type and length differs from the header parsed",
