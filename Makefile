@@ -28,12 +28,14 @@ BUILD := build
 ifeq ($(OS),Windows_NT)
   NATIVE := 1
   CC := gcc
+  AR_TOOL := ar
   RUN :=
   PYTEST := python -m pytest
   ENSURE := @true
 else
   NATIVE :=
   CC := x86_64-w64-mingw32-gcc
+  AR_TOOL := x86_64-w64-mingw32-ar
   RUN := scripts/wine.sh interactive
   PYTEST := /usr/bin/pytest-3
   ENSURE := @scripts/ensure-tools.sh
@@ -92,17 +94,23 @@ tools-bear:
 	$(ENSURE) bear
 
 # --- build ------------------------------------------------------------------------------
-# A chapter is every .c file in its folder (main.c, and from chapter 11 its parser).
+# A chapter is every .c file in its folder (main.c, and from chapter 11 its parser),
+# linked with common/ as a library: the linker takes from a library only what is still
+# missing, so the chapter that teaches a helper (11's frame.c) keeps its own copy of it.
 # $(call chapter-rule,OUTPUT_DIR,COMPILER,EXTRA_FLAGS,CHAPTER)
 define chapter-rule
 $(1)/$(4).exe: $(patsubst chapters/%.c,$(1)/obj/%.o,$(wildcard chapters/$(4)/*.c)) \
-               $(COMMON_SOURCES:%.c=$(1)/obj/%.o)
+               $(1)/libcommon.a
 	$(2) $(3) $$^ -o $$@ $(LDLIBS)
 
 endef
 
-# $(call build-rules,OUTPUT_DIR,COMPILER,EXTRA_FLAGS,TOOLS_TARGET)
+# $(call build-rules,OUTPUT_DIR,COMPILER,EXTRA_FLAGS,TOOLS_TARGET,ARCHIVER)
 define build-rules
+$(1)/libcommon.a: $(COMMON_SOURCES:%.c=$(1)/obj/%.o)
+	@rm -f $$@
+	$(5) rcs $$@ $$^
+
 $(1)/obj/common/%.o: common/%.c | $(4)
 	@mkdir -p $$(@D)
 	$(2) $(ALL_CFLAGS) $(3) -MMD -MP -c $$< -o $$@
@@ -117,12 +125,12 @@ $(1)/obj/tools/%.o: tools/%.c | $(4)
 
 $(foreach chapter,$(CHAPTERS),$(call chapter-rule,$(1),$(2),$(3),$(chapter)))
 
-$(1)/tools/%.exe: $(1)/obj/tools/%.o $(COMMON_SOURCES:%.c=$(1)/obj/%.o)
+$(1)/tools/%.exe: $(1)/obj/tools/%.o $(1)/libcommon.a
 	@mkdir -p $$(@D)
 	$(2) $(3) $$^ -o $$@ $(LDLIBS)
 endef
 
-$(eval $(call build-rules,$(BUILD),$(CC),,tools-build))
+$(eval $(call build-rules,$(BUILD),$(CC),,tools-build,$(AR_TOOL)))
 
 # check-build: the same sources through two more compilers. clang's
 # -Wshorten-64-to-32 and a 32-bit target catch pointer-size mistakes such as a SOCKET or
@@ -130,8 +138,8 @@ $(eval $(call build-rules,$(BUILD),$(CC),,tools-build))
 CLANG := clang --target=x86_64-w64-windows-gnu -L/usr/lib/gcc/x86_64-w64-mingw32/12-win32
 CLANG_EXTRA := -Wshorten-64-to-32 -Wno-unused-command-line-argument
 I686_CC := i686-w64-mingw32-gcc
-$(eval $(call build-rules,$(BUILD)/clang,$(CLANG),$(CLANG_EXTRA),tools-check-build))
-$(eval $(call build-rules,$(BUILD)/i686,$(I686_CC),-Wconversion -Wno-sign-conversion,tools-check-build))
+$(eval $(call build-rules,$(BUILD)/clang,$(CLANG),$(CLANG_EXTRA),tools-check-build,$(AR_TOOL)))
+$(eval $(call build-rules,$(BUILD)/i686,$(I686_CC),-Wconversion -Wno-sign-conversion,tools-check-build,i686-w64-mingw32-ar))
 
 check-build: all $(EXES:$(BUILD)/%=$(BUILD)/clang/%) $(TOOL_EXES:$(BUILD)/%=$(BUILD)/clang/%) \
              $(EXES:$(BUILD)/%=$(BUILD)/i686/%) $(TOOL_EXES:$(BUILD)/%=$(BUILD)/i686/%)

@@ -72,7 +72,7 @@ HEADROOM = 2.0
 CONNECTED = re.compile(r"^client \d+ connected from ")
 DISCONNECTED = re.compile(r"^client \d+ disconnected: (?P<reason>.*) \(\d+ live\)$")
 REFUSED = re.compile(r"^refused ")
-SUMMARY = re.compile(r"^connections served: (?P<served>\d+), bytes echoed: (?P<bytes>\d+)$")
+SUMMARY = re.compile(r"^connections served: (?P<served>\d+), bytes (?:echoed|sent): (?P<bytes>\d+)$")
 
 
 # --- the load: one process drives its share of the connections ------------------------

@@ -127,6 +127,12 @@ class Chapter:
             return []
         return ["--max-message", str(longest)]
 
+    def summary(self, connections, sent):
+        """The last line a chapter with "teardown" prints at a clean exit: its connections
+        and the bytes it sent, "echoed" until a chapter with "chat" also broadcasts."""
+        return "connections served: %d, bytes %s: %d" % (
+            connections, "sent" if self.has("chat") else "echoed", sent)
+
     def __repr__(self):
         return self.name
 

@@ -31,6 +31,10 @@ INTERRUPT_NAME = "Ctrl+Break" if WINDOWS else "Ctrl+C"
 # "<call> failed: <number> <text>", as common/errors.c prints every error.
 ERROR_LINE = re.compile(r"^(?P<call>\S.*?) failed: (?:errno )?(?P<code>\d+) (?P<text>\S.*)$")
 LISTENING = re.compile(r"^listening on (?P<address>.+):(?P<port>\d+)$")
+# The last line of a clean exit from chapter 08 on (Chapter.summary makes one): "echoed"
+# until a chapter broadcasts, then "sent".
+SUMMARY = re.compile(r"^connections served: (?P<connections>\d+), "
+                     r"bytes (?:echoed|sent): (?P<bytes>\d+)$")
 
 # Every program run by the current test, newest last; conftest.py shows their whole
 # output in the report of a test that fails (assertion messages get shortened).

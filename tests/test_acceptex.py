@@ -168,8 +168,8 @@ def test_a_thousand_clients_connecting_at_once_are_all_echoed(chapter, start_ser
     server.wait_until(lambda lines: count(lines, DISCONNECTED) == THOUSAND,
                       timeout=THOUSAND_TIMEOUT, what="%d disconnected lines" % THOUSAND)
     assert server.quit() == 0, server.output()
-    assert server.stdout[-1] == "connections served: %d, bytes echoed: %d" % (
-        THOUSAND, sum(len(m) for m in messages)), server.output()
+    assert server.stdout[-1] == chapter.summary(THOUSAND, sum(len(m) for m in messages)), \
+        server.output()
     assert server.stderr == [], server.output()
 
 
@@ -230,8 +230,7 @@ def test_a_burst_past_the_pool_is_refused_and_accepting_goes_on(chapter, start_s
     finally:
         close_all(clients + fresh)
     assert server.quit() == 0, server.output()
-    assert server.stdout[-1] == "connections served: %d, bytes echoed: %d" % (
-        2 * slots, echoed), server.output()
+    assert server.stdout[-1] == chapter.summary(2 * slots, echoed), server.output()
     assert server.stderr == [], server.output()
 
 
@@ -272,8 +271,7 @@ def test_stops_with_accepts_outstanding_and_clients_connected(chapter, way, reas
     assert "stopping: %s" % reason in lines, server.output()
     reasons = [m.group("reason") for m in map(DISCONNECTED.match, lines) if m]
     assert reasons == ["server stopping"] * len(clients), server.output()
-    assert lines[-1] == "connections served: 5, bytes echoed: %d" % sum(map(len, messages)), \
-        server.output()
+    assert lines[-1] == chapter.summary(5, sum(map(len, messages))), server.output()
     assert server.stderr == [], server.output()
 
 

@@ -34,7 +34,7 @@ BIG = 1 << 20        # the payload that takes many receives, with --max-message 
 PIECE = 1000         # ... sent this many bytes at a time
 BIG_TIMEOUT = 60.0   # only catches a hang
 SMALL_MAX = 1000     # a --max-message for the boundary test
-SUMMARY = re.compile(r"^connections served: (?P<connections>\d+), bytes echoed: (?P<bytes>\d+)$")
+SUMMARY = harness.SUMMARY
 
 
 def client_id(server, client):
@@ -205,8 +205,8 @@ def test_a_zero_length_message_comes_back_as_its_header(chapter, start_server):
     finally:
         client.close()
     assert server.quit() == 0, server.output()
-    assert server.stdout[-1] == "connections served: 1, bytes echoed: %d" % (
-        4 * len(empty) + len(around)), server.output()
+    assert server.stdout[-1] == chapter.summary(1, 4 * len(empty) + len(around)), \
+        server.output()
 
 
 @pytest.mark.parametrize("limit", [None, 0, SMALL_MAX], ids=["default", "0", str(SMALL_MAX)])

@@ -28,7 +28,7 @@ CONNECTED = re.compile(r"^client (?P<id>\d+) connected from ")
 REFUSED = re.compile(r"^refused \S+: all \d+ slots are taken$")
 ARRIVED = r"^(client \d+ connected from |refused \S+: all \d+ slots are taken$)"
 DISCONNECTED = re.compile(r"^client (?P<id>\d+) disconnected: (?P<reason>.+) \((?P<live>\d+) live\)$")
-SUMMARY = re.compile(r"^connections served: (?P<connections>\d+), bytes echoed: (?P<bytes>\d+)$")
+SUMMARY = harness.SUMMARY
 
 
 @pytest.mark.parametrize("chapter", STOPPERS, ids=chapters.ids(STOPPERS))

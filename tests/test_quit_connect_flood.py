@@ -30,7 +30,7 @@ WARM_UP = 2.0  # seconds of flood before "quit"
 FLOOD_LIMIT = WARM_UP + harness.EXIT_TIMEOUT + 10.0
 CONNECTED = re.compile(r"^client (?P<id>\d+) connected from ")
 REFUSED = re.compile(r"^refused \S+: all \d+ slots are taken$")
-SUMMARY = re.compile(r"^connections served: (?P<connections>\d+), bytes echoed: (?P<bytes>\d+)$")
+SUMMARY = harness.SUMMARY
 # What connect may say at once on a non-blocking socket; anything else is counted.
 CONNECT_STARTED = {0, errno.EINPROGRESS, errno.EWOULDBLOCK,
                    getattr(errno, "WSAEWOULDBLOCK", 10035)}

@@ -20,7 +20,7 @@ CLIENTS = 100
 QUIT_BOUND = 3.0  # the bound, from writing "quit" (or the signal) to the exit
 CONNECTED = re.compile(r"^client (?P<id>\d+) connected from ")
 DISCONNECTED = re.compile(r"^client (?P<id>\d+) disconnected: .* \((?P<live>\d+) live\)$")
-SUMMARY = re.compile(r"^connections served: (?P<connections>\d+), bytes echoed: (?P<bytes>\d+)$")
+SUMMARY = harness.SUMMARY
 
 WAYS = [
     pytest.param("quit", "quit", id="quit"),

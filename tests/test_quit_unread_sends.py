@@ -29,7 +29,7 @@ PAYLOAD = b"unread " * 9362  # about 64 KiB per message, within the default --ma
 STALL = 1.0          # no client has taken a byte for this long: every connection is full
 FILL_TIMEOUT = 90.0  # only catches a server that keeps reading for ever
 CONNECTED = re.compile(r"^client (?P<id>\d+) connected from ")
-SUMMARY = re.compile(r"^connections served: (?P<connections>\d+), bytes echoed: (?P<bytes>\d+)$")
+SUMMARY = harness.SUMMARY
 
 
 def stuck_client(port):

@@ -79,7 +79,7 @@ READ_TIMEOUT = 120.0  # a whole read back; each read has its own CLIENT_TIMEOUT
 CONNECTED = re.compile(r"^client (?P<id>\d+) connected from ")
 DISCONNECTED = re.compile(r"^client (?P<id>\d+) disconnected: ")
 RECEIVE_SIZE = r"each receive takes up to (?P<size>\d+) bytes$"
-SUMMARY = re.compile(r"^connections served: (?P<connections>\d+), bytes echoed: (?P<bytes>\d+)$")
+SUMMARY = harness.SUMMARY
 MIB = float(1 << 20)
 WARM_UP = b"warm up\n"  # the one echo before the server's memory is first read
 

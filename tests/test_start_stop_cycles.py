@@ -4,7 +4,6 @@ its first receive pending, one whose echo it has not read yet. Every run exits 0
 prints its summary; the client sees the server close the connection. (For a chapter with
 messages, the one round trip is an echo message.)"""
 
-import re
 
 import pytest
 
@@ -17,7 +16,6 @@ CYCLES = 20
 # (how the client leaves the server, how the server is told to stop), in turn.
 CASES = [("echoed", "quit"), ("connected", "quit"), ("unread", "quit"),
          ("echoed", "interrupt"), ("connected", "end_input")]
-SUMMARY = re.compile(r"^connections served: 1, bytes echoed: (?P<bytes>\d+)$")
 
 
 @pytest.mark.parametrize("chapter", STOPPERS, ids=chapters.ids(STOPPERS))
@@ -45,8 +43,9 @@ def test_twenty_start_stop_cycles(chapter):
             finally:
                 client.close()
             server.wait_for(r"^client 1 disconnected: .* \(0 live\)$")
-            summary = SUMMARY.match(server.stdout[-1])
-            assert summary, ("cycle %d: no summary last" % (cycle + 1), server.output())
+            summary = harness.SUMMARY.match(server.stdout[-1])
+            assert summary and summary.group("connections") == "1", (
+                "cycle %d: no summary of one connection last" % (cycle + 1), server.output())
             echoed = int(summary.group("bytes"))
             if state == "echoed":
                 assert echoed == len(message), server.output()

@@ -31,5 +31,4 @@ def test_summary_counts_connections_and_bytes(chapter, start_server):
         server.wait_for(r"^client %d disconnected: peer closed the connection \(0 live\)$"
                         % (number + 1))
     assert server.quit() == 0, server.output()
-    assert server.stdout[-1] == "connections served: %d, bytes echoed: %d" % (
-        len(SIZES), total), server.output()
+    assert server.stdout[-1] == chapter.summary(len(SIZES), total), server.output()
