@@ -249,7 +249,9 @@ BAD = [
     pytest.param(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
                  # "GET " read as a length: 0x47455420
                  "a message longer than --max-message (65536 bytes)", id="http-request"),
-    pytest.param(message_header(3, 2) + b"abc", "a message of unknown type 2", id="type-2"),
+    # 5 and 19 are just past the types a client sends and those the server sends (chat).
+    pytest.param(message_header(3, 5) + b"abc", "a message of unknown type 5", id="type-5"),
+    pytest.param(message_header(2, 19) + b"ab", "a message of unknown type 19", id="type-19"),
     pytest.param(message_header(0, 0), "a message of unknown type 0", id="type-0"),
     pytest.param(message_header(1, 255) + b"?", "a message of unknown type 255", id="type-255"),
     pytest.param(message_header(0xFFFFFFFF), "a message longer than --max-message (65536 bytes)",
