@@ -99,11 +99,12 @@ struct client {
     CRITICAL_SECTION lock;
     volatile LONG references;
     char end_reason[REASON_SIZE];
-    struct send_queue queue;   /* copies of what is to be sent, whole messages, in order */
-    int sending;               /* a WSASend is in flight: only one at a time, to keep the order */
-    int receive_paused;        /* back-pressure: the next receive waits for the queue to drain */
-    int peer_closed;           /* FIN received: close once what is queued has gone out */
-    struct inbox inbox;        /* received bytes not yet a whole message */
+    struct send_queue queue; /* copies of what is to be sent, whole messages, in order */
+    int sending;             /* a WSASend is in flight: only one at a time, to keep the order */
+    int receive_paused;      /* back-pressure: the next receive waits for the queue to drain */
+    int peer_closed;         /* FIN received: close once what is queued has gone out */
+    struct inbox inbox;      /* received bytes not yet a whole message */
+
     struct room_member member; /* its place in the chat room, if it has joined */
 };
 
@@ -117,14 +118,15 @@ struct server {
     struct acceptex acceptex; /* the accepts on the listener, whose completion key it is */
     size_t max_queued;        /* cap on a client's queued bytes, from --max-queued */
     size_t max_message;       /* the longest payload a client may send, from --max-message */
-    struct room room;         /* who is in the chat room */
-    /* Set once quit closes every client: no one is told who left. Interlocked to set. */
-    volatile LONG stopping;
-    HANDLE port;     /* the I/O completion port every client is associated with */
-    HANDLE *workers; /* worker thread handles */
+    HANDLE port;              /* the I/O completion port every client is associated with */
+    HANDLE *workers;          /* worker thread handles */
     unsigned worker_count;
     /* Added to by every worker: Interlocked only; 64-bit Interlocked needs 8-byte alignment. */
     _Alignas(8) volatile LONG64 bytes_sent;
+
+    struct room room; /* who is in the chat room */
+    /* Set once quit closes every client: no one is told who left. Interlocked to set. */
+    volatile LONG stopping;
 };
 
 /* Frees a client's send queue and inbox and resets their state; once no thread can use it. */
