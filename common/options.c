@@ -35,6 +35,16 @@ static void print_usage(FILE *out, const char *program, unsigned accepted)
                 "  --max-message B   the longest message payload a client may send, 0-%lu "
                 "(default %d)\n",
                 MAX_MAX_MESSAGE, DEFAULT_MAX_MESSAGE);
+    if (accepted & OPTION_IDLE_TIMEOUT)
+        fprintf(out,
+                "  --idle-timeout S  close a client idle, or in the middle of a message, for S "
+                "seconds, 1-%lu (default %d)\n",
+                MAX_TIMEOUT_SECONDS, DEFAULT_IDLE_TIMEOUT);
+    if (accepted & OPTION_KEEPALIVE)
+        fprintf(out,
+                "  --keepalive S     TCP keep-alive probes after S silent seconds, 0-%lu "
+                "(default 0: off)\n",
+                MAX_TIMEOUT_SECONDS);
     if (accepted & OPTION_ACCEPTS)
         fprintf(out, "  --accepts N       accepts kept outstanding, 1-%d (default %d per worker)\n",
                 MAX_ACCEPTS, DEFAULT_ACCEPTS_PER_WORKER);
@@ -78,6 +88,8 @@ static const struct numeric_option numeric_options[] = {
     {"--accepts", OPTION_ACCEPTS, 1, MAX_ACCEPTS},
     {"--max-queued", OPTION_MAX_QUEUED, MIN_MAX_QUEUED, MAX_MAX_QUEUED},
     {"--max-message", OPTION_MAX_MESSAGE, 0, MAX_MAX_MESSAGE},
+    {"--idle-timeout", OPTION_IDLE_TIMEOUT, 1, MAX_TIMEOUT_SECONDS},
+    {"--keepalive", OPTION_KEEPALIVE, 0, MAX_TIMEOUT_SECONDS},
 };
 
 static void store_number(struct options *options, unsigned flag, unsigned long value)
@@ -92,8 +104,12 @@ static void store_number(struct options *options, unsigned flag, unsigned long v
         options->accepts = (unsigned)value;
     else if (flag == OPTION_MAX_QUEUED)
         options->max_queued = value;
-    else
+    else if (flag == OPTION_MAX_MESSAGE)
         options->max_message = value;
+    else if (flag == OPTION_IDLE_TIMEOUT)
+        options->idle_timeout = value;
+    else
+        options->keepalive = value;
 }
 
 /* The program's file name without its folder, for messages. */
@@ -139,6 +155,8 @@ void parse_options(int argc, char **argv, unsigned accepted, struct options *opt
     options->accepts = 0;
     options->max_queued = DEFAULT_MAX_QUEUED;
     options->max_message = DEFAULT_MAX_MESSAGE;
+    options->idle_timeout = DEFAULT_IDLE_TIMEOUT;
+    options->keepalive = 0;
 
     for (i = 1; i < argc; i++) {
         const char *name = argv[i];

@@ -1,7 +1,8 @@
 /**
  * @file options.h
  * @brief The command-line options every chapter shares: --port, --bind, --workers,
- *        --max-clients, --accepts, --max-queued, --max-message and --help.
+ *        --max-clients, --accepts, --max-queued, --max-message, --idle-timeout,
+ *        --keepalive and --help.
  *
  * Each chapter accepts only the options it has a use for, so `--workers` is an error
  * for a chapter that has no worker threads yet.
@@ -30,27 +31,35 @@
 #define DEFAULT_MAX_MESSAGE 65536
 /** Upper bound for --max-message: a whole message waits in its client's inbox. */
 #define MAX_MAX_MESSAGE (16UL * 1024 * 1024)
+/** Seconds a client may stay idle, or in the middle of a message, without --idle-timeout. */
+#define DEFAULT_IDLE_TIMEOUT 300
+/** Upper bound for --idle-timeout and --keepalive, in seconds: a day. */
+#define MAX_TIMEOUT_SECONDS 86400UL
 
 /** Bit flags naming the options a chapter accepts. */
 enum option_flags {
-    OPTION_PORT = 1 << 0,        /**< --port N (0 lets the system choose) */
-    OPTION_BIND = 1 << 1,        /**< --bind ADDRESS (IPv4 or IPv6 literal) */
-    OPTION_WORKERS = 1 << 2,     /**< --workers N */
-    OPTION_MAX_CLIENTS = 1 << 3, /**< --max-clients N */
-    OPTION_ACCEPTS = 1 << 4,     /**< --accepts N */
-    OPTION_MAX_QUEUED = 1 << 5,  /**< --max-queued BYTES */
-    OPTION_MAX_MESSAGE = 1 << 6, /**< --max-message BYTES */
+    OPTION_PORT = 1 << 0,         /**< --port N (0 lets the system choose) */
+    OPTION_BIND = 1 << 1,         /**< --bind ADDRESS (IPv4 or IPv6 literal) */
+    OPTION_WORKERS = 1 << 2,      /**< --workers N */
+    OPTION_MAX_CLIENTS = 1 << 3,  /**< --max-clients N */
+    OPTION_ACCEPTS = 1 << 4,      /**< --accepts N */
+    OPTION_MAX_QUEUED = 1 << 5,   /**< --max-queued BYTES */
+    OPTION_MAX_MESSAGE = 1 << 6,  /**< --max-message BYTES */
+    OPTION_IDLE_TIMEOUT = 1 << 7, /**< --idle-timeout SECONDS */
+    OPTION_KEEPALIVE = 1 << 8,    /**< --keepalive SECONDS (0: off) */
 };
 
 /** The parsed options; fields of options a chapter does not accept keep their defaults. */
 struct options {
-    unsigned short port;       /**< port to listen on, 0 for any free port */
-    const char *bind_address;  /**< address literal to listen on, NULL for IPv4 loopback */
-    unsigned workers;          /**< worker threads, 0 for one per processor */
-    unsigned max_clients;      /**< client slots in the pool */
-    unsigned accepts;          /**< AcceptEx calls kept outstanding, 0 for 4 per worker */
-    unsigned long max_queued;  /**< cap on a client's queued send bytes */
-    unsigned long max_message; /**< the longest message payload a client may send */
+    unsigned short port;        /**< port to listen on, 0 for any free port */
+    const char *bind_address;   /**< address literal to listen on, NULL for IPv4 loopback */
+    unsigned workers;           /**< worker threads, 0 for one per processor */
+    unsigned max_clients;       /**< client slots in the pool */
+    unsigned accepts;           /**< AcceptEx calls kept outstanding, 0 for 4 per worker */
+    unsigned long max_queued;   /**< cap on a client's queued send bytes */
+    unsigned long max_message;  /**< the longest message payload a client may send */
+    unsigned long idle_timeout; /**< seconds a client may be idle or mid-message */
+    unsigned long keepalive;    /**< seconds of silence before TCP keep-alive probes, 0 off */
 };
 
 /**
