@@ -79,12 +79,12 @@ static void accept_handled(struct acceptex *acceptex)
     LeaveCriticalSection(&acceptex->lock);
 }
 
-void acceptex_completed(struct acceptex *acceptex, OVERLAPPED *overlapped, BOOL succeeded)
+void acceptex_completed(struct acceptex *acceptex, OVERLAPPED *overlapped, DWORD error)
 {
     struct accept_context *accept =
         CONTAINING_RECORD(overlapped, struct accept_context, overlapped);
     SOCKET socket_handle = accept->socket;
-    DWORD error = succeeded ? 0 : GetLastError();
+    int succeeded = error == 0;
     struct sockaddr *local;
     struct sockaddr *remote;
     int local_length;

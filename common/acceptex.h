@@ -57,9 +57,10 @@ unsigned acceptex_post_idle(struct acceptex *acceptex);
 
 /**
  * @brief Handles a dequeued completion whose key is @p acceptex: posts that accept again
- *        at once, then admits the connection, or closes its socket if the accept failed.
+ *        at once, then admits the connection, or closes its socket if the accept failed
+ *        with @p error (0 when it succeeded).
  */
-void acceptex_completed(struct acceptex *acceptex, OVERLAPPED *overlapped, BOOL succeeded);
+void acceptex_completed(struct acceptex *acceptex, OVERLAPPED *overlapped, DWORD error);
 
 /**
  * @brief Posts no more accepts, cancels those outstanding, waits up to @p timeout_ms for

@@ -551,7 +551,7 @@ static unsigned __stdcall run_worker(void *context)
         }
         /* A packet was dequeued, for an I/O that succeeded or failed. */
         if (key == (ULONG_PTR)&server->acceptex) {
-            acceptex_completed(&server->acceptex, overlapped, succeeded);
+            acceptex_completed(&server->acceptex, overlapped, succeeded ? 0 : GetLastError());
             continue;
         }
         io = CONTAINING_RECORD(overlapped, struct io_context, overlapped);

@@ -695,7 +695,7 @@ static unsigned __stdcall run_worker(void *context)
         }
         /* A packet was dequeued, for an I/O that succeeded or failed. */
         if (key == (ULONG_PTR)&server->acceptex) {
-            acceptex_completed(&server->acceptex, overlapped, succeeded);
+            acceptex_completed(&server->acceptex, overlapped, succeeded ? 0 : GetLastError());
             continue;
         }
         if (key == (ULONG_PTR)&server->tick) {
