@@ -6,6 +6,7 @@
 #   make run CH=03 [ARGS="--port 9001"]   run one chapter in the foreground
 #   make client [PORT=9000] [HOST=127.0.0.1]   a client you can type into
 #   make bench-echo [ARGS="--quick"]   echo ping-pong, 08 against 10 under Wine, a table
+#   make bench-chat [ARGS="--quick"]   chat room, 12's broadcasts to 100 members, a table
 #   make check-build     also compile with clang and for 32-bit Windows (-Werror)
 #   make fuzz [FUZZ_SECONDS=60]   fuzz chapter 11's message parser (native, libFuzzer)
 #   make notes           regenerate each chapter's "What changed" diff
@@ -64,7 +65,7 @@ TOOL_EXES := $(TOOLS:%=$(BUILD)/tools/%.exe)
 .PHONY: all tools tools-build tools-check-build tools-wine tools-test tools-docs \
         tools-format tools-bear run client tour test check-build notes notes-check \
         format format-check docs diagrams diagrams-check cmake-check clean wine-stop help \
-        bench-echo fuzz
+        bench-echo bench-chat fuzz
 .SUFFIXES:
 # Keep object files between builds: they are what makes rebuilds incremental.
 .SECONDARY:
@@ -184,6 +185,9 @@ test: all check-build tools-wine tools-test format-check
 
 bench-echo: all tools-wine tools-test
 	$(TOUR_PYTHON) scripts/bench.py $(ARGS)
+
+bench-chat: all tools-wine tools-test
+	$(TOUR_PYTHON) scripts/bench.py --chat $(ARGS)
 
 # --- fuzzing ----------------------------------------------------------------------------
 # Chapter 11's message parser (frame.c, free of Winsock) built natively with clang around

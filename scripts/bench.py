@@ -1,10 +1,13 @@
 #!/usr/bin/python3
-"""Echo ping-pong under Wine: chapters side by side, with a native Linux reference.
+"""Echo ping-pong under Wine: chapters side by side, with a native Linux reference; and,
+with --chat, the broadcasts of a chat room.
 
     /usr/bin/python3 scripts/bench.py                 (or: make bench-echo)
     /usr/bin/python3 scripts/bench.py --quick         a short run, for the smoke test
     /usr/bin/python3 scripts/bench.py --chapters 08 10 --sizes 64 4096 \\
         --connections 1 100 --repeat 5 --seconds 3
+    /usr/bin/python3 scripts/bench.py --chat          (or: make bench-chat)
+    /usr/bin/python3 scripts/bench.py --chat --quick --members 100 --line-size 64
 
 Each connection sends one message, waits for the whole echo, compares every byte with
 what it sent, and sends the next. A chapter that speaks in messages (11 on) gets each
@@ -26,6 +29,21 @@ more through, the client is not what limits the chapters. The CPU each side used
 measured window is shown too, and "others" is what the rest of the machine used (other
 programs, tests run by someone else), which no ratio can take out.
 
+The chat load (--chat) runs chapter 12 with --max-queued 64 MiB: N members (default 100)
+connect, join the room with names of their own, and each says lines in ping-pong, its
+next as soon as its previous one has come back to it, as a chat client that reads would.
+Every member checks every MESSAGE it receives byte for byte, header included, against
+the line due next from that sayer (the sayer's name and the line's number are in the
+text), so each sayer's lines must arrive at every member in order, none missing, none
+twice. After the window each member says a last line and reads until it has every
+sayer's; then "quit" with all of them in the room, and the server must exit 0 having
+sent exactly the bytes they read. Deliveries are the MESSAGEs all the members received
+in the window; a member dropped as too slow is an error. A native chat server would be
+a second implementation of the chapter, so there is none: each repetition runs instead
+the echo of chapter 11 (--baseline) at as many connections with messages of the same
+size, its native reference, and the load processes alone against a trivial source that
+writes pre-built lines, to show how many deliveries a second the client can check.
+
 Linux only (epoll, /proc). Wine runs in $WINEPREFIX (scripts/wine.sh's default
 otherwise); a wineserver already running there is used and left running, otherwise one
 is started for the run and stopped at the end.
@@ -42,6 +60,7 @@ import re
 import select
 import socket
 import statistics
+import struct
 import sys
 import threading
 import time
@@ -231,11 +250,381 @@ def _drive(sockets, first_number, bases, start_at, measure_from, stop_at, framed
             "verified": verified, "problems": problems}
 
 
+# --- the chat load (--chat): members of a chat chapter's room -------------------------
+# Each member joins with a name of its own, then says lines in ping-pong: its next line as
+# soon as its previous one has come back to it, as a chat client that reads would. Line
+# K of member NAME is "NAME K " and filler, so that its MESSAGE payload, "NAME: NAME K
+# ...", is --line-size bytes; every MESSAGE a member receives can be rebuilt from the name
+# and the number due next from that sayer, and is compared with it byte for byte, header
+# included, so a line lost, repeated, reordered or changed is an error at the member that
+# sees it. Once the window is over each member says a last line, "NAME done after K
+# lines", and a member has heard everything once it has that line from every sayer.
+CHAT_NAME = b"m%03d"
+# What pads a line to its size: printable bytes, starting at a place that moves with the
+# line's number, so that two lines differ in more than their numbers.
+FILLER_CYCLE = bytes(range(ord("!"), ord("~") + 1))
+FILLER = FILLER_CYCLE * (65536 // len(FILLER_CYCLE) + 2)
+# Set after the last line from a sayer (its done line, or a notice that it left): any
+# line from it after that is an error.
+DONE = -2
+# More than this of one message not yet whole is a broken stream, not a long line.
+CHAT_PENDING_LIMIT = 1 << 20
+# How long the last lines may take after the window before they count as lost; and the
+# bound on the joins, and on the connections ending after quit.
+CHAT_DRAIN_SECONDS = 10.0
+JOIN_SECONDS = 60.0
+HEADER = struct.Struct(">IB")
+
+
+def _chat_text(name, number, size):
+    """The text of line NUMBER of NAME: its MESSAGE payload, "NAME: TEXT", is SIZE bytes
+    (longer only when SIZE cannot hold the name and the number)."""
+    head = b"%s %d " % (name, number)
+    start = number % len(FILLER_CYCLE)
+    return head + FILLER[start:start + max(0, size - len(name) - 2 - len(head))]
+
+
+def _line_frame(name, number, size):
+    """Line NUMBER of NAME as every member receives it: one MESSAGE, header and payload."""
+    payload = name + b": " + _chat_text(name, number, size)
+    return HEADER.pack(len(payload), harness.MESSAGE_TYPE) + payload
+
+
+def _done_text(name, lines):
+    return b"%s done after %d lines" % (name, lines)
+
+
+def _done_frame(name, lines):
+    payload = name + b": " + _done_text(name, lines)
+    return HEADER.pack(len(payload), harness.MESSAGE_TYPE) + payload
+
+
+class _Member:
+    __slots__ = ("sock", "fd", "name", "rest", "nexts", "finished", "said", "sent_at",
+                 "unsent", "alive", "joined")
+
+    def __init__(self, sock, name, everyone):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.name = name
+        self.rest = b""                              # bytes of a message not yet whole
+        self.nexts = dict.fromkeys(everyone, 0)      # sayer -> number of its line due next
+        self.finished = 0                            # sayers heard to their end
+        self.said = 0                                # lines said so far
+        self.sent_at = 0.0
+        self.unsent = None
+        self.alive = True
+        self.joined = False
+
+
+class _Chat:
+    """One load process's share of the members: they join, say and read through one epoll,
+    every message each receives checked as it is cut out of the stream."""
+
+    def __init__(self, sockets, names, everyone, size):
+        self.members = [_Member(s, n, everyone) for s, n in zip(sockets, names)]
+        self.by_fd = {m.fd: m for m in self.members}
+        self.everyone = frozenset(everyone)
+        self.count = len(everyone)
+        self.size = size
+        self.poller = select.epoll(max(len(self.members), 1))
+        for m in self.members:
+            self.poller.register(m.fd, select.EPOLLIN)
+        self.cache = {}  # sayer -> (number, frame): the line most recently due
+        self.saying = False
+        self.closing = False
+        self.measure_from = self.stop_at = float("inf")
+        self.unfinished = len(self.members)
+        self.unjoined = len(self.members)
+        self._reset()
+
+    def _reset(self):
+        self.errors = 0
+        self.problems = []
+        self.delivered = 0       # MESSAGE frames received
+        self.deliveries = 0      # ... of them in the measured window
+        self.trips = 0           # own lines back in the window
+        self.latencies = array.array("d")
+        self.received = 0        # bytes, every message of every type
+        self.reads = 0
+        self.notices = 0
+        self.left = set()        # members the others were told had left
+        self.ended = 0           # members whose connection ended under them
+
+    def _report(self, **extra):
+        result = {"ok": True, "errors": self.errors, "problems": self.problems,
+                  "delivered": self.delivered, "deliveries": self.deliveries,
+                  "trips": self.trips, "latencies": self.latencies,
+                  "received": self.received, "reads": self.reads, "notices": self.notices,
+                  "left": sorted(n.decode() for n in self.left), "ended": self.ended}
+        result.update(extra)
+        self._reset()
+        return result
+
+    def _error(self, m, what):
+        self.errors += 1
+        if len(self.problems) < 5:
+            self.problems.append("member %s: %s" % (m.name.decode(), what))
+
+    def _end(self, m, what):
+        """M's connection is over: an error, unless the server is expected to close it."""
+        if not m.alive:
+            return
+        if what is not None:
+            self._error(m, what)
+            self.ended += 1
+        m.alive = False
+        if not m.joined:
+            self.unjoined -= 1
+        if m.finished < self.count:
+            self.unfinished -= 1
+        try:
+            self.poller.unregister(m.fd)
+        except OSError:
+            pass
+
+    def _heard_all_of(self, m, sayer):
+        m.nexts[sayer] = DONE
+        m.finished += 1
+        if m.finished == self.count:
+            self.unfinished -= 1
+
+    # --- what arrives -------------------------------------------------------------------
+    def _feed(self, m, data, now):
+        if m.rest:
+            data = m.rest + data
+        n = len(data)
+        off = 0
+        frames = 0
+        unpack = HEADER.unpack_from
+        nexts = m.nexts
+        cache = self.cache
+        size = self.size
+        while n - off >= 5:
+            length, kind = unpack(data, off)
+            end = off + 5 + length
+            if end > n:
+                break
+            if kind == harness.MESSAGE_TYPE:
+                frames += 1
+                colon = data.find(b": ", off + 5, end)
+                sayer = data[off + 5:colon]
+                number = nexts.get(sayer, -1) if colon >= 0 else -1
+                frame = data[off:end]
+                if number >= 0:
+                    line = cache.get(sayer)
+                    if line is None or line[0] != number:
+                        line = cache[sayer] = (number, _line_frame(sayer, number, size))
+                    if frame == line[1]:
+                        nexts[sayer] = number + 1
+                        if sayer == m.name and self.saying:
+                            self._own_line(m, number, now)
+                        off = end
+                        continue
+                self._odd_line(m, sayer if colon >= 0 else None, number, frame, now)
+            elif kind == harness.NOTICE_TYPE:
+                self._notice(m, data[off + 5:end])
+            else:
+                self._error(m, "a message of type %d: %r" % (kind, data[off + 5:end][:80]))
+            off = end
+        m.rest = data[off:] if off < n else b""
+        if len(m.rest) > CHAT_PENDING_LIMIT:
+            self._end(m, "%d bytes of one message still not whole" % len(m.rest))
+        self.delivered += frames
+        if self.measure_from <= now < self.stop_at:
+            self.deliveries += frames
+
+    def _odd_line(self, m, sayer, number, frame, now):
+        """A MESSAGE that is not the line due from its sayer: its last one, or an error
+        that says what arrived instead (and picks up after it, so one loss is one error)."""
+        if sayer is None:
+            self._error(m, "a MESSAGE with no 'NAME: ': %r" % frame[5:85])
+            return
+        shown = sayer.decode("ascii", "replace")
+        if number == -1:
+            self._error(m, "a MESSAGE from %r, who is not a member: %r" % (shown, frame[5:85]))
+            return
+        if number == DONE:
+            self._error(m, "a MESSAGE from %s after its last line: %r" % (shown, frame[5:85]))
+            return
+        if frame == _done_frame(sayer, number):
+            self._heard_all_of(m, sayer)
+            return
+        try:
+            other = int(frame[5:].split(b" ", 3)[2])
+        except (IndexError, ValueError):
+            other = -1
+        if other >= 0 and frame == _line_frame(sayer, other, self.size):
+            if other > number:
+                self._error(m, "line %d of %s arrived when line %d was due: %d lost, or "
+                               "late" % (other, shown, number, other - number))
+                m.nexts[sayer] = other + 1
+                if sayer == m.name and self.saying:
+                    self._own_line(m, other, now)
+            else:
+                self._error(m, "line %d of %s arrived again, or late, after line %d" % (
+                    other, shown, number - 1))
+            return
+        self._error(m, "line %d of %s differs: %r" % (number, shown, frame[5:85]))
+
+    def _own_line(self, m, number, now):
+        if number != m.said - 1:
+            self._error(m, "its own line %d came back while line %d was on its way" % (
+                number, m.said - 1))
+            return
+        if self.measure_from <= now < self.stop_at:
+            self.trips += 1
+            self.latencies.append(now - m.sent_at)
+        if now < self.stop_at:
+            self._say(m, _chat_text(m.name, m.said, self.size), now)
+        else:
+            self._say(m, _done_text(m.name, m.said), now)
+
+    def _notice(self, m, text):
+        if text.endswith(b" joined") and text[:-7] in self.everyone:
+            self.notices += 1
+            if text[:-7] == m.name and not m.joined:
+                m.joined = True
+                self.unjoined -= 1
+            return
+        who = text.split(b" left", 1)[0]
+        if who != text and who in self.everyone:
+            # A member that reads is never to be dropped: its leaving is an error here.
+            self._error(m, "NOTICE %r" % text[:200])
+            self.left.add(who)
+            if m.nexts.get(who, DONE) != DONE:
+                self._heard_all_of(m, who)
+            return
+        self._error(m, "NOTICE %r" % text[:200])
+
+    # --- what goes out ------------------------------------------------------------------
+    def _send(self, m, message):
+        if m.unsent is not None:
+            m.unsent = memoryview(bytes(m.unsent) + message)
+            return
+        try:
+            done = m.sock.send(message)
+        except BlockingIOError:
+            done = 0
+        except OSError as e:
+            self._end(m, "send: %s" % e)
+            return
+        if done < len(message):
+            m.unsent = memoryview(message)[done:]
+            self.poller.modify(m.fd, select.EPOLLIN | select.EPOLLOUT)
+
+    def _say(self, m, text, now):
+        m.said += 1
+        m.sent_at = now
+        self._send(m, harness.message(harness.SAY_TYPE, text))
+
+    def _pump(self, until, deadline, recv_size=RECV_SIZE):
+        """Handles what arrives until UNTIL() is true (returns True) or DEADLINE passes."""
+        monotonic = time.monotonic
+        epollin, epollout = select.EPOLLIN, select.EPOLLOUT
+        broken = select.EPOLLHUP | select.EPOLLERR
+        poll = self.poller.poll
+        by_fd = self.by_fd
+        while not until():
+            left = deadline - monotonic()
+            if left <= 0:
+                return False
+            for fd, mask in poll(min(left, 0.1)):
+                m = by_fd[fd]
+                if not m.alive:
+                    continue
+                if mask & epollout and m.unsent is not None:
+                    try:
+                        done = m.sock.send(m.unsent)
+                    except BlockingIOError:
+                        done = 0
+                    except OSError as e:
+                        self._end(m, "send: %s" % e)
+                        continue
+                    if done == len(m.unsent):
+                        m.unsent = None
+                        self.poller.modify(fd, epollin)
+                    else:
+                        m.unsent = m.unsent[done:]
+                if not mask & (epollin | broken):
+                    continue
+                try:
+                    data = m.sock.recv(recv_size)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as e:
+                    self._end(m, "receive: %s" % e)
+                    continue
+                if not data:
+                    self._end(m, None if self.closing else "closed by the server")
+                    continue
+                self.reads += 1
+                self.received += len(data)
+                self._feed(m, data, monotonic())
+        return True
+
+    # --- the phases ---------------------------------------------------------------------
+    def join(self):
+        for m in self.members:
+            self._send(m, harness.message(harness.JOIN_TYPE, m.name))
+        if not self._pump(lambda: self.unjoined == 0, time.monotonic() + JOIN_SECONDS):
+            self._report()
+            return {"ok": False, "error": "%d members not in the room %.0f s after their "
+                                          "JOIN" % (self.unjoined, JOIN_SECONDS)}
+        return self._report()
+
+    def drive(self, start_at, measure_from, stop_at):
+        """Ping-pong from START_AT; the window is MEASURE_FROM to STOP_AT; then each member
+        says its last line, and every member reads until it has every sayer's."""
+        self.measure_from, self.stop_at = measure_from, stop_at
+        _sleep_until(start_at)
+        self.saying = True
+        now = time.monotonic()
+        for m in self.members:
+            if m.alive:
+                self._say(m, _chat_text(m.name, 0, self.size), now)
+        deadline = stop_at + CHAT_DRAIN_SECONDS
+        if not self._pump(lambda: self.unfinished == 0, deadline):
+            for m in self.members:
+                if m.alive and m.finished < self.count:
+                    missing = [s.decode() for s, k in m.nexts.items() if k != DONE]
+                    self._error(m, "%d sayers' last lines not heard %.0f s after the window "
+                                   "(lost, or the server stalled): %s" % (
+                                       len(missing), CHAT_DRAIN_SECONDS,
+                                       " ".join(missing[:5])))
+        self.saying = False
+        self.measure_from = self.stop_at = float("inf")
+        return self._report(said=sum(m.said for m in self.members))
+
+    def read(self, measure_from, stop_at, recv_size):
+        """Only reads (from the trivial source) until STOP_AT, checking as drive does."""
+        self.measure_from, self.stop_at = measure_from, stop_at
+        self._pump(lambda: time.monotonic() >= stop_at, stop_at + 1, recv_size)
+        return self._report()
+
+    def close(self, wait):
+        """Reads what is left until the server closes every connection (after quit), or
+        WAIT seconds; then closes them all."""
+        self.closing = True
+        self._pump(lambda: all(not m.alive for m in self.members), time.monotonic() + wait)
+        for m in self.members:
+            if m.alive:
+                self._error(m, "still open %.0f s after the server's quit" % wait)
+        return self.close_now()
+
+    def close_now(self):
+        self.poller.close()
+        for m in self.members:
+            m.sock.close()
+        return self._report()
+
+
 def _client_process(pipe, number):
     """One load process: connects, drives and closes as the parent asks, until None."""
     rng = random.Random(number)
     bases = {}
     sockets = []
+    room = None  # a _Chat, from its join to its close
     parent = os.getppid()
     while True:
         while not pipe.poll(1.0):
@@ -248,7 +637,12 @@ def _client_process(pipe, number):
             if job["do"] == "connect":
                 sockets = []
                 for _ in range(job["count"]):
-                    client = socket.create_connection((HOST, job["port"]), timeout=10)
+                    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    if job.get("buffers"):
+                        # Before connecting, so the window is sized to it.
+                        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, job["buffers"])
+                    client.settimeout(10)
+                    client.connect((HOST, job["port"]))
                     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     client.setblocking(False)
                     sockets.append(client)
@@ -262,10 +656,29 @@ def _client_process(pipe, number):
                 sockets = []
                 result["ok"] = True
                 pipe.send(result)
+            elif job["do"] == "chat-join":
+                room = _Chat(sockets, job["names"], job["everyone"], job["size"])
+                sockets = []
+                pipe.send(room.join())
+            elif job["do"] == "chat-drive":
+                pipe.send(room.drive(job["start_at"], job["measure_from"], job["stop_at"]))
+            elif job["do"] == "chat-close":
+                result = room.close(job["wait"])
+                room = None
+                pipe.send(result)
+            elif job["do"] == "chat-read":
+                reader = _Chat(sockets, job["names"], job["everyone"], job["size"])
+                sockets = []
+                result = reader.read(job["measure_from"], job["stop_at"], job["recv_size"])
+                reader.close_now()
+                pipe.send(result)
         except OSError as e:
             for client in sockets:
                 client.close()
             sockets = []
+            if room is not None:
+                room.close_now()
+                room = None
             pipe.send({"ok": False, "error": "%s: %s" % (job["do"], e)})
 
 
@@ -303,10 +716,44 @@ class Load:
             raise RuntimeError("client: " + "; ".join(failed))
         return answers
 
-    def connect(self, port, connections):
-        shares = [connections // len(self.pipes) + (n < connections % len(self.pipes))
-                  for n in range(len(self.pipes))]
-        self._ask_all([{"do": "connect", "port": port, "count": c} for c in shares], 60)
+    def _shares(self, connections):
+        return [connections // len(self.pipes) + (n < connections % len(self.pipes))
+                for n in range(len(self.pipes))]
+
+    def connect(self, port, connections, buffers=None):
+        """BUFFERS: each socket's receive buffer, in bytes (the system's default without)."""
+        self._ask_all([{"do": "connect", "port": port, "count": c, "buffers": buffers}
+                       for c in self._shares(connections)], 60)
+
+    def _chat_jobs(self, what, members, **job):
+        """One job per process with its share of the members' names (in the order they
+        connected), and every name."""
+        everyone = [CHAT_NAME % n for n in range(members)]
+        jobs = []
+        first = 0
+        for share in self._shares(members):
+            jobs.append(dict(job, do=what, names=everyone[first:first + share],
+                             everyone=everyone))
+            first += share
+        return jobs
+
+    def chat_join(self, members, size):
+        return self._ask_all(self._chat_jobs("chat-join", members, size=size),
+                             JOIN_SECONDS + 30)
+
+    def chat_drive(self, start_at, measure_from, stop_at):
+        job = {"do": "chat-drive", "start_at": start_at, "measure_from": measure_from,
+               "stop_at": stop_at}
+        wait = stop_at - time.monotonic() + CHAT_DRAIN_SECONDS + 30
+        return self._ask_all([job] * len(self.pipes), wait)
+
+    def chat_close(self, wait):
+        return self._ask_all([{"do": "chat-close", "wait": wait}] * len(self.pipes), wait + 30)
+
+    def chat_read(self, members, size, measure_from, stop_at, recv_size):
+        jobs = self._chat_jobs("chat-read", members, size=size, measure_from=measure_from,
+                               stop_at=stop_at, recv_size=recv_size)
+        return self._ask_all(jobs, stop_at - time.monotonic() + 30)
 
     def drive(self, size, start_at, measure_from, stop_at, framed=False):
         job = {"do": "drive", "size": size, "start_at": start_at,
@@ -405,6 +852,91 @@ class NativeServer:
             process.join(5)
 
 
+# --- the client's capacity for the chat load: a trivial source --------------------------
+def _chat_source(listener, pipe):
+    """Sends the members every sayer's lines, round after round, as fast as they read
+    them: chat's traffic with no server behind it, to measure what the load processes
+    can take in and check. One round is line K of every sayer, built once and written to
+    each member in turn; it stops when the members have closed (or after a minute)."""
+    parent = os.getppid()
+    while True:
+        while not pipe.poll(1.0):
+            if os.getppid() != parent:
+                return
+        job = pipe.recv()
+        if job is None:
+            return
+        connections = []
+        rounds = 0
+        try:
+            listener.settimeout(30)
+            for _ in range(job["count"]):
+                client, _ = listener.accept()
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, job["buffers"])
+                client.settimeout(10)
+                connections.append(client)
+            names = job["everyone"]
+            size = job["size"]
+            until = time.monotonic() + 60
+            while connections and time.monotonic() < until:
+                block = b"".join([_line_frame(name, rounds, size) for name in names])
+                for client in list(connections):
+                    try:
+                        client.sendall(block)
+                    except OSError:  # the member closed: its window is over
+                        connections.remove(client)
+                        client.close()
+                rounds += 1
+            pipe.send({"ok": True, "rounds": rounds})
+        except OSError as e:
+            pipe.send({"ok": False, "error": "trivial source: %s" % e})
+        for client in connections:
+            client.close()
+
+
+class ChatSource:
+    """The trivial source's process, forked once at the start like the others."""
+
+    def __init__(self):
+        context = multiprocessing.get_context("fork")
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((HOST, 0))
+        listener.listen(1024)
+        self.port = listener.getsockname()[1]
+        self.pipe, theirs = context.Pipe()
+        self.process = context.Process(target=_chat_source, args=(listener, theirs),
+                                       daemon=True)
+        self.process.start()
+        theirs.close()
+        listener.close()
+
+    @property
+    def pids(self):
+        return [self.process.pid]
+
+    def start(self, members, size, buffers):
+        everyone = [CHAT_NAME % n for n in range(members)]
+        self.pipe.send({"count": members, "everyone": everyone, "size": size,
+                        "buffers": buffers})
+
+    def finish(self):
+        if not self.pipe.poll(90):
+            raise RuntimeError("the trivial source gave no answer within 90 s")
+        answer = self.pipe.recv()
+        if not answer["ok"]:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    def close(self):
+        try:
+            self.pipe.send(None)
+        except OSError:
+            pass
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
 # --- CPU use, from /proc ---------------------------------------------------------------
 TICKS = os.sysconf("SC_CLK_TCK")
 CPU_GROUPS = ("client", "server", "wineserver", "others")
@@ -487,11 +1019,13 @@ def _sleep_until(when):
         time.sleep(delay)
 
 
-def _drive_and_measure(load, cpu, size, warmup, seconds, framed=False):
+def _in_window(cpu, warmup, seconds, drive):
+    """Calls DRIVE(start_at, measure_from, stop_at), the load's answers, with the start
+    START_DELAY from now and the window after WARMUP; returns the answers and the CPU
+    used in the window, sampled by a thread of its own while this one waits."""
     start_at = time.monotonic() + START_DELAY
     measure_from = start_at + warmup
     stop_at = measure_from + seconds
-    # Sampled by a thread of its own, while this one waits for the client processes.
     window = {}
 
     def sample():
@@ -502,8 +1036,16 @@ def _drive_and_measure(load, cpu, size, warmup, seconds, framed=False):
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    answers = load.drive(size, start_at, measure_from, stop_at, framed)
+    answers = drive(start_at, measure_from, stop_at)
     sampler.join()
+    return answers, window
+
+
+def _drive_and_measure(load, cpu, size, warmup, seconds, framed=False):
+    answers, window = _in_window(
+        cpu, warmup, seconds,
+        lambda start_at, measure_from, stop_at: load.drive(size, start_at, measure_from,
+                                                           stop_at, framed))
     latencies = array.array("d")
     for answer in answers:
         latencies.extend(answer["latencies"])
@@ -590,6 +1132,143 @@ def run_native(native, load, size, connections, warmup, seconds):
     result["odd"] = []
     result["failed"] = []
     return result
+
+
+# --- chat runs ---------------------------------------------------------------------------
+# The chat chapter's --max-queued: the largest the option takes. Each sayer has one line
+# in flight, so a member that keeps up has about one line per sayer in its queue (100
+# members: 100 x 69 bytes at the default line size); a cap this far above that means a
+# member that reads is never dropped as too slow, and one that is dropped is an error.
+CHAT_MAX_QUEUED = 64 << 20
+TOO_SLOW = "too slow"
+STOPPING = "server stopping"
+# The trivial source's sockets: small buffers, so a hundred full ones stay a few MiB.
+SOURCE_BUFFERS = 256 * 1024
+# Reads in the capacity run take at most as many lines as the chat run's reads did on
+# average (the last chat run's); before any, this many (chapter 12 gathers up to 16 queued
+# messages into one WSASend).
+DEFAULT_FRAMES_PER_READ = 16
+
+
+def _chat_server_args(chapter, size):
+    return SERVER_ARGS + ["--max-queued", str(CHAT_MAX_QUEUED)] + chapter.message_options(size)
+
+
+def _sum(answers, key):
+    return sum(a[key] for a in answers)
+
+
+def run_chat(chapter, load, members, size, warmup, seconds, prefix):
+    """One fresh server of a chat CHAPTER: MEMBERS connect and join, say lines in
+    ping-pong through the window and their last lines after it; then "quit", with every
+    member still in the room, and the server must exit 0, having sent what they got."""
+    del harness.RUNS[:]
+    odd = []
+    failed = []
+    with harness.Server(chapter.exe, _chat_server_args(chapter, size)) as server:
+        try:
+            port = server.port
+            server.wait_for(r"^\d+ worker threads waiting on the port")
+            if chapter.has("acceptex"):
+                server.wait_for(r"^\d+ accepts posted on the listener$")
+            load.connect(port, members)
+            server.wait_until(
+                lambda lines: sum(1 for l in lines if CONNECTED.match(l)) >= members,
+                timeout=30, what="%d 'client N connected' lines" % members)
+            joined = load.chat_join(members, size)
+            wineserver = wineserver_pid(prefix)
+            groups = {"client": load.pids, "server": [server.process.pid],
+                      "wineserver": [wineserver] if wineserver else []}
+            answers, window = _in_window(CpuWindow(groups), warmup, seconds, load.chat_drive)
+            # Quit with everyone still in the room: no notices go out at quit, so what the
+            # server counts as sent is exactly what the members have read.
+            code = server.quit()
+        except AssertionError as e:
+            raise Failed("%s: %s" % (chapter.name, e)) from None
+        closed = load.chat_close(CHAT_DRAIN_SECONDS)
+        lines = list(server.stdout)
+    reasons = {}
+    for line in lines:
+        match = DISCONNECTED.match(line)
+        if match:
+            reasons[match.group("reason")] = reasons.get(match.group("reason"), 0) + 1
+        elif REFUSED.match(line):
+            failed.append("refused a member: %s" % line)
+    dropped = sum(times for reason, times in reasons.items() if reason.startswith(TOO_SLOW))
+    for reason, times in sorted(reasons.items()):
+        if reason.startswith(TOO_SLOW):
+            failed.append("dropped %d member%s that read%s: %s" % (
+                times, "" if times == 1 else "s", "s" if times == 1 else "", reason))
+        elif reason != STOPPING:
+            failed.append("%d members disconnected with: %s" % (times, reason))
+    phases = joined + answers + closed
+    received = _sum(phases, "received")
+    summary = [SUMMARY.match(l) for l in lines if SUMMARY.match(l)]
+    if code != 0:
+        failed.append("exit code %s after quit" % code)
+    if server.stderr:
+        failed.append("printed on stderr: %s" % " | ".join(server.stderr[:5]))
+    if not summary:
+        failed.append("printed no 'connections served' line")
+    else:
+        served, sent = int(summary[0].group("served")), int(summary[0].group("bytes"))
+        if served != members:
+            failed.append("served %d connections, not %d" % (served, members))
+        if sent != received:
+            failed.append("counted %d bytes sent; the members read %d" % (sent, received))
+    latencies = array.array("d")
+    for answer in answers:
+        latencies.extend(answer["latencies"])
+    latencies = sorted(latencies)
+    reads = _sum(answers, "reads")
+    left = sorted(set(n for a in phases for n in a["left"]))
+    if left:
+        odd.append("the others were told these members left: %s" % " ".join(left[:10]))
+    return {
+        "rate": _sum(answers, "deliveries") / seconds,
+        "lines": _sum(answers, "trips") / seconds,
+        "p50": _percentile(latencies, 0.50),
+        "p99": _percentile(latencies, 0.99),
+        "errors": _sum(phases, "errors") + len(failed),
+        "dropped": dropped,
+        "verified": _sum(phases, "delivered"),
+        "said": _sum(answers, "said"),
+        "frames_per_read": _sum(answers, "delivered") / reads if reads else float("nan"),
+        "problems": [p for a in phases for p in a["problems"]],
+        "cpu": window,
+        "odd": odd,
+        "failed": failed,
+    }
+
+
+def run_capacity(source, load, members, size, warmup, seconds, frames_per_read):
+    """The load processes reading and checking chat traffic from the trivial source, each
+    read at most FRAMES_PER_READ lines: how many deliveries a second they can take."""
+    lines_per_read = max(1, int(math.ceil(frames_per_read))) \
+        if not math.isnan(frames_per_read) else DEFAULT_FRAMES_PER_READ
+    recv_size = lines_per_read * len(_line_frame(CHAT_NAME % 0, 0, size))
+    source.start(members, size, SOURCE_BUFFERS)
+    load.connect(source.port, members, buffers=SOURCE_BUFFERS)
+    groups = {"client": load.pids, "server": source.pids, "wineserver": []}
+    answers, window = _in_window(
+        CpuWindow(groups), warmup, seconds,
+        lambda start_at, measure_from, stop_at: load.chat_read(members, size, measure_from,
+                                                               stop_at, recv_size))
+    source.finish()
+    reads = _sum(answers, "reads")
+    return {
+        "rate": _sum(answers, "deliveries") / seconds,
+        "lines": float("nan"), "p50": float("nan"), "p99": float("nan"),
+        "errors": _sum(answers, "errors"),
+        "dropped": 0,
+        "verified": _sum(answers, "delivered"),
+        "frames_per_read": _sum(answers, "delivered") / reads if reads else float("nan"),
+        "read_limit": lines_per_read,
+        "problems": [p for a in answers for p in a["problems"]],
+        "cpu": window,
+        "odd": [],
+        "failed": [],
+    }
 
 
 # --- the report ------------------------------------------------------------------------
@@ -711,6 +1390,233 @@ def print_verdict(verdicts, out):
               file=out)
 
 
+# --- the chat report ----------------------------------------------------------------------
+def _chat_progress(done, total, repetition, name, members, result):
+    cpu = result["cpu"]
+    if "dropped" in result:
+        what = "%8s deliveries/s, %6s lines/s, p99 %6s ms, %d errors, %d dropped" % (
+            _rate(result["rate"]), "-" if math.isnan(result["lines"]) else _rate(result["lines"]),
+            "-" if math.isnan(result["p99"]) else _ms(result["p99"]), result["errors"],
+            result["dropped"])
+    else:
+        what = "%8s msgs/s (echo), p99 %6s ms, %d errors" % (
+            _rate(result["rate"]), _ms(result["p99"]), result["errors"])
+    return "[%2d/%d] rep %d %-32s x %3d: %s; CPU %s%s" % (
+        done, total, repetition, name, members, what,
+        " ".join("%s %.2f" % (g, cpu[g]) for g in CPU_GROUPS),
+        "".join("; " + o for o in result["odd"] + result["failed"]))
+
+
+def report_chat(args, chat_list, baseline, results, out):
+    members, size = args.members, args.line_size
+    echo = "%s echo" % baseline.name
+    capacity = "client capacity (trivial source)"
+    rows = [c.name for c in chat_list] + ["ratio", echo, "native echo reference", capacity]
+    width = max(len(r) for r in rows + ["ratio %s/%s" % (chat_list[-1].name[:2],
+                                                         baseline.name[:2])])
+    print("", file=out)
+    print("chat room over loopback: %d members of one room, each saying %d-byte lines in "
+          "ping-pong; %d repetition%s of %g s each (after %g s of warm-up), run after run "
+          "interleaved; servers: %s, the chat chapter%s also --max-queued %d" % (
+              members, size, args.repeat, "" if args.repeat == 1 else "s", args.seconds,
+              args.warmup, " ".join(SERVER_ARGS), "s" if len(chat_list) > 1 else "",
+              CHAT_MAX_QUEUED), file=out)
+    print("deliveries/s = MESSAGEs received by all the members per second: one line said is "
+          "%d deliveries, the sayer's own copy included; lines/s = lines back at their sayer "
+          "per second; p50/p99 = a sayer's round trip in ms, SAY to its own line back" % members,
+          file=out)
+    print("the echo rows: %d connections of %d-byte echo messages (the native reference: raw "
+          "bytes); their deliveries/s is msgs/s, one echo being one delivery, and p50/p99 the "
+          "echo's round trip" % (members, size), file=out)
+    print("each figure is the median of the repetitions (min-max); CPU = cores used in the "
+          "measured window (median) by the client processes / the server (the trivial source) "
+          "/ its wineserver / everything else on the machine (%d cores)" % os.cpu_count(),
+          file=out)
+    print("client: %d Python processes, epoll, non-blocking sockets, TCP_NODELAY" %
+          args.client_processes, file=out)
+    print("--max-queued %d%s: each sayer has one line in flight, so a member that keeps up "
+          "holds about %d lines (%d bytes) in its queue; a member that reads is never to be "
+          "dropped, and one that is dropped counts as an error" % (
+              CHAT_MAX_QUEUED, " (64 MiB, the most it takes)" if CHAT_MAX_QUEUED == 64 << 20
+              else "", members, members * len(_line_frame(CHAT_NAME % 0, 0, size))), file=out)
+    print("", file=out)
+    print("%d members, %d-byte lines" % (members, size), file=out)
+    print("%-*s  %-28s  %-22s  %-20s  %-20s  %-7s %-8s %s" % (
+        width, "", "deliveries/s", "lines/s", "p50 ms", "p99 ms", "errors", "dropped",
+        "CPU " + "/".join(CPU_GROUPS)), file=out)
+
+    def row(label, runs, lines=True):
+        cpu = "/".join("%.2f" % statistics.median([r["cpu"][g] for r in runs])
+                       for g in CPU_GROUPS)
+        print("%-*s  %-28s  %-22s  %-20s  %-20s  %-7d %-8s %s" % (
+            width, label, _spread([r["rate"] for r in runs], _rate),
+            _spread([r["lines"] for r in runs], _rate) if lines else "-",
+            _spread([r["p50"] for r in runs], _ms), _spread([r["p99"] for r in runs], _ms),
+            sum(r["errors"] for r in runs),
+            str(sum(r["dropped"] for r in runs)) if "dropped" in runs[0] else "-", cpu),
+            file=out)
+
+    for chapter in chat_list:
+        row(chapter.name, results[chapter.name])
+    row(echo, results[echo], lines=False)
+    for chapter in chat_list:
+        mine, base = results[chapter.name], results[echo]
+        rates = [m["rate"] / b["rate"] for m, b in zip(mine, base) if b["rate"]]
+        lines = [m["lines"] / b["rate"] for m, b in zip(mine, base) if b["rate"]]
+        p50s = [m["p50"] / b["p50"] for m, b in zip(mine, base) if b["p50"]]
+        p99s = [m["p99"] / b["p99"] for m, b in zip(mine, base) if b["p99"]]
+        print(("%-*s  %-28s  %-22s  %-20s  %s" % (
+            width, "ratio %s/%s" % (chapter.name[:2], baseline.name[:2]),
+            _spread(rates, _ratio), _spread(lines, _ratio), _spread(p50s, _ratio),
+            _spread(p99s, _ratio))).rstrip(), file=out)
+    row("native echo reference", results["native"], lines=False)
+    row(capacity, results[capacity], lines=False)
+
+    print("", file=out)
+    for chapter in chat_list:
+        ratio = statistics.median([m["rate"] / b["rate"] for m, b in
+                                   zip(results[chapter.name], results[echo]) if b["rate"]] or [0])
+        print("ratio %s/%s: deliveries/s over %s's echo msgs/s, both at %d connections in the "
+              "same repetition (lines/s over msgs/s in the lines column, round trip over round "
+              "trip in the latency columns). An echo round trip is one message in and one out; "
+              "a line said is one in and %d out, the sayer's own copy included." % (
+                  chapter.name[:2], baseline.name[:2], baseline.name, members, members),
+              file=out)
+        if ratio > 0:
+            print("  %.2f: one delivery takes the server about %.2f of what an echo round trip "
+                  "takes, and one line about %.1f echo round trips. Above 1, the fan-out is "
+                  "cheaper per message than echoing: the %d copies share one receive, one parse "
+                  "and one look at the room, and a gathered WSASend carries several queued "
+                  "messages to a member at once; each copy still costs a lock, a copy into its "
+                  "member's queue and its part of a send." % (
+                      ratio, 1 / ratio, members / ratio, members), file=out)
+    print("", file=out)
+    print("is the load generator the limit?", file=out)
+    best = max(statistics.median([r["rate"] for r in results[c.name]]) for c in chat_list)
+    client = max(statistics.median([r["cpu"]["client"] for r in results[c.name]])
+                 for c in chat_list)
+    cap = statistics.median([r["rate"] for r in results[capacity]])
+    per_read = [r["frames_per_read"] for r in results[chat_list[-1].name]]
+    limits = [r["read_limit"] for r in results[capacity]]
+    headroom = cap / best if best else float("inf")
+    # The same within each repetition: capacity and chat run seconds apart.
+    lowest = min((c["rate"] / r["rate"] for c, r in zip(results[capacity],
+                                                        results[chat_list[-1].name])
+                  if r["rate"]), default=float("inf"))
+    if not best:
+        verdict = "the chat chapter delivered nothing in the window, so nothing to compare"
+    elif headroom >= HEADROOM:
+        verdict = "not the limit: the chat figures are the server's (with its wineserver)"
+    else:
+        verdict = "MAY BE THE LIMIT: the chat figures are a lower bound"
+    print("  chat: the same client processes read and checked %s deliveries/s from a trivial "
+          "source (pre-built lines, no server; each read at most as many lines as %s's reads "
+          "averaged in that repetition, %s; %s lines per read), %.1fx the chat chapter's "
+          "(%.1fx in the closest repetition); the client used at most %.2f cores in the chat "
+          "runs: %s" % (_rate(cap), chat_list[-1].name,
+                        _spread(per_read, lambda v: "%.1f" % v),
+                        "%d-%d" % (min(limits), max(limits)) if min(limits) != max(limits)
+                        else "%d" % limits[0], headroom, lowest, client, verdict), file=out)
+    echo_best = statistics.median([r["rate"] for r in results[echo]])
+    native = statistics.median([r["rate"] for r in results["native"]])
+    echo_headroom = native / echo_best if echo_best else float("inf")
+    print("  echo: the native reference got %.1fx %s's msgs/s through the same client: %s" % (
+        echo_headroom, baseline.name, "not the limit" if echo_headroom >= HEADROOM else
+        "MAY BE THE LIMIT, which would push the ratio up"), file=out)
+
+
+def main_chat(args):
+    """make bench-chat: the chat chapters, the baseline's echo, its native reference and
+    the client's capacity, interleaved in each repetition."""
+    try:
+        chat_list = find_chapters(args.chapters, "chat")
+        baseline = find_chapters([args.baseline])[0]
+    except AssertionError as e:
+        print("bench.py: %s" % e, file=sys.stderr)
+        return 2
+    prefix = wine_prefix()
+    members, size = args.members, args.line_size
+    # Forked now, while this process has no thread: the harness starts reader threads.
+    load = Load(args.client_processes)
+    native = NativeServer()
+    source = ChatSource()
+    echo = "%s echo" % baseline.name
+    capacity = "client capacity (trivial source)"
+    names = [c.name for c in chat_list] + [echo, "native", capacity]
+    results = {n: [] for n in names}
+    total = args.repeat * len(names)
+    done = 0
+    problems = []
+    odd = []
+    started = time.monotonic()
+    already = wineserver_pid(prefix) is not None
+    session = contextlib.nullcontext() if already else harness.wine_session()
+    print("bench: WINEPREFIX=%s (%s); %d client processes; %d runs of about %.0f s" % (
+        prefix, "wineserver already running, left running" if already else
+        "wineserver started for this run", args.client_processes, total,
+        args.warmup + args.seconds + 2), file=sys.stderr)
+    try:
+        with session:
+            for repetition in range(1, args.repeat + 1):
+                per_read = float("nan")
+                for name in names:
+                    chapter = next((c for c in chat_list if c.name == name), None)
+                    if chapter:
+                        result = run_chat(chapter, load, members, size, args.warmup,
+                                          args.seconds, prefix)
+                        per_read = result["frames_per_read"]
+                    elif name == echo:
+                        result = run_chapter(baseline, load, size, members, args.warmup,
+                                             args.seconds, prefix)
+                    elif name == "native":
+                        result = run_native(native, load, size, members, args.warmup,
+                                            args.seconds)
+                    else:
+                        result = run_capacity(source, load, members, size, args.warmup,
+                                              args.seconds, per_read)
+                    results[name].append(result)
+                    done += 1
+                    print(_chat_progress(done, total, repetition, name, members, result),
+                          file=sys.stderr, flush=True)
+                    where = "%s, repetition %d" % (name, repetition)
+                    problems += ["%s: %s" % (where, p)
+                                 for p in result["problems"] + result["failed"]]
+                    odd += ["%s: %s" % (where, o) for o in result["odd"]]
+    except (Failed, RuntimeError) as e:
+        print("bench.py: stopped: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench.py: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        source.close()
+        native.close()
+        load.close()
+    out = sys.stdout
+    report_chat(args, chat_list, baseline, results, out)
+    chat_runs = [r for c in chat_list for r in results[c.name]] + results[capacity]
+    echo_runs = results[echo] + results["native"]
+    errors = sum(r["errors"] for rs in results.values() for r in rs)
+    dropped = sum(r["dropped"] for c in chat_list for r in results[c.name])
+    print("", file=out)
+    print("errors: %d (every MESSAGE each member received compared byte for byte with the "
+          "line its sayer said, each sayer's lines in order at every member and none missing: "
+          "%s deliveries, warm-up, the last lines and the trivial source's included; every "
+          "echoed byte compared: %s bytes)" % (
+              errors, "{:,}".format(sum(r["verified"] for r in chat_runs)),
+              "{:,}".format(sum(r["verified"] for r in echo_runs))), file=out)
+    print("members dropped as too slow: %d" % dropped, file=out)
+    for line in problems[:20]:
+        print("  problem: %s" % line, file=out)
+    for line in odd[:20]:
+        print("  odd: %s" % line, file=out)
+    print("the machine was shared: 'others' in the CPU column is what other programs used; "
+          "compare by the ratio rows, which pair runs made seconds apart (%.0f s in all)" % (
+              time.monotonic() - started), file=out)
+    out.flush()
+    return 1 if errors or problems or dropped else 0
+
+
 # --- command line ----------------------------------------------------------------------
 def _size(text):
     match = re.fullmatch(r"(\d+)\s*(k|kib|kb)?", text.strip().lower())
@@ -733,10 +1639,12 @@ def _positive(kind):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description="Echo ping-pong, chapters side by side under Wine, with a native "
-                    "reference that shows whether the client is the limit.")
-    parser.add_argument("--chapters", nargs="+", default=["08", "10"],
-                        help="chapters to compare, first is the baseline (default 08 10)")
+        description="Echo ping-pong (or, with --chat, a chat room's broadcasts), chapters "
+                    "side by side under Wine, with a reference that shows whether the client "
+                    "is the limit.")
+    parser.add_argument("--chapters", nargs="+", default=None,
+                        help="chapters to compare, first is the baseline (default 08 10; "
+                             "with --chat, the chat chapters, default 12)")
     parser.add_argument("--sizes", nargs="+", type=_size, default=None,
                         help="message sizes in bytes, 4K = 4096 (default 64 4096)")
     parser.add_argument("--connections", nargs="+", type=_positive(int), default=None,
@@ -750,24 +1658,52 @@ def parse_args(argv):
     parser.add_argument("--client-processes", type=_positive(int), default=os.cpu_count() or 2,
                         help="processes that drive the connections (default: one per core)")
     parser.add_argument("--quick", action="store_true",
-                        help="one short repetition at 100 connections (about 15 s), for the "
-                             "smoke test; any option given as well still applies")
+                        help="one short repetition at 100 connections (about 15 s; with "
+                             "--chat, 100 members, about 10 s), for the smoke tests; any "
+                             "option given as well still applies")
+    chat = parser.add_argument_group(
+        "chat room (make bench-chat)",
+        "--chat measures the chat chapters instead: members that say lines in ping-pong, "
+        "every MESSAGE checked at every member; beside them, in the same repetitions, the "
+        "echo of --baseline at as many connections, its native reference, and the client's "
+        "own capacity against a trivial source")
+    chat.add_argument("--chat", action="store_true",
+                      help="the chat load (--sizes and --connections do not apply)")
+    chat.add_argument("--members", type=_positive(int), default=100,
+                      help="members in the room, at most 250 (default 100)")
+    chat.add_argument("--line-size", type=_size, default=64,
+                      help="bytes of each MESSAGE's payload, 'NAME: TEXT', 32 to 65536; the "
+                           "echo runs use it as their message size (default 64)")
+    chat.add_argument("--baseline", default="11",
+                      help="the chapter whose echo msgs/s the deliveries are compared with "
+                           "(default 11)")
     args = parser.parse_args(argv)
-    quick = {"sizes": [64, 4096], "connections": [100], "seconds": 1.0, "warmup": 0.3,
-             "repeat": 1}
-    full = {"sizes": [64, 4096], "connections": [1, 100], "seconds": 3.0, "warmup": 1.0,
-            "repeat": 5}
+    if args.chat:
+        if args.sizes is not None or args.connections is not None:
+            parser.error("--sizes and --connections are for the echo load; with --chat, "
+                         "--line-size and --members")
+        if args.members > 250:
+            parser.error("--members: at most 250, since the servers have 256 slots")
+        if not 32 <= args.line_size <= 65536:
+            parser.error("--line-size: 32 to 65536 bytes")
+        quick = {"chapters": ["12"], "seconds": 1.0, "warmup": 0.3, "repeat": 1}
+        full = {"chapters": ["12"], "seconds": 3.0, "warmup": 1.0, "repeat": 5}
+    else:
+        quick = {"chapters": ["08", "10"], "sizes": [64, 4096], "connections": [100],
+                 "seconds": 1.0, "warmup": 0.3, "repeat": 1}
+        full = {"chapters": ["08", "10"], "sizes": [64, 4096], "connections": [1, 100],
+                "seconds": 3.0, "warmup": 1.0, "repeat": 5}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if max(args.connections) > 250:
+    if not args.chat and max(args.connections) > 250:
         parser.error("--connections: at most 250, since the servers have 256 slots")
     if args.warmup < 0:
         parser.error("--warmup: not below 0")
     return args
 
 
-def find_chapters(names):
+def find_chapters(names, feature="echo"):
     found = []
     for name in names:
         matches = [c for c in chapters.ALL if c.name == name or c.name[:2] == name.zfill(2)]
@@ -775,8 +1711,9 @@ def find_chapters(names):
             raise SystemExit("bench.py: no chapter %r; there are %s" % (
                 name, " ".join(c.name for c in chapters.ALL)))
         chapter = matches[0]
-        if not chapter.has("echo"):
-            raise SystemExit("bench.py: chapter %s does not echo" % chapter.name)
+        if not chapter.has(feature):
+            raise SystemExit("bench.py: chapter %s %s" % (
+                chapter.name, "does not echo" if feature == "echo" else "has no chat room"))
         harness.require_exe(chapter.exe)
         found.append(chapter)
     return found
@@ -787,6 +1724,8 @@ def main(argv):
         print("bench.py: runs on Linux only (epoll, /proc)", file=sys.stderr)
         return 2
     args = parse_args(argv)
+    if args.chat:
+        return main_chat(args)
     try:
         chapter_list = find_chapters(args.chapters)
     except AssertionError as e:
