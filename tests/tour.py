@@ -20,6 +20,14 @@ tour.txt holds one step per line; '#' starts a comment line:
   sendmsg X TEXT    send TEXT (decoded as for send) as the payload of one echo message,
                     after its 5-byte header (chapter 11 on: harness.echo_message)
   expectmsg X TEXT  receive exactly the echo message whose payload is TEXT, header first
+  sendtype X TYPE [TEXT]
+                    send one message of TYPE with TEXT (decoded as for send; none for an
+                    empty payload) as its payload, after its 5-byte header. TYPE is a
+                    number 0-255 or a name of common/frame.h: echo, join, say, leave
+                    (what clients send), message, notice, error (what the server sends)
+  expecttype X TYPE [TEXT]
+                    receive one whole message and check that it has TYPE and TEXT as
+                    its payload (chapter 12 on)
   closed X          wait for the server to close (or reset) X
   close X           close X gracefully (FIN); X can still receive until the server
                     closes too, so "closed X" may follow
@@ -40,6 +48,7 @@ import os
 import re
 import shlex
 import socket
+import struct
 import sys
 
 import chapters
@@ -59,6 +68,12 @@ PLACEHOLDER = re.compile(r"<[A-Za-z0-9_-]+>")
 TEXT_PIECE = re.compile(r"\\x([0-9A-Fa-f]{2})|\\([nrt\\])|(\\)|([^\\]+)", re.S)
 ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "\\": b"\\"}
 SHOWN_AS = {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x5C: "\\\\"}
+# The most payload bytes expecttype reads of a message that is not the one expected.
+UNEXPECTED_LIMIT = 65536
+# The message types by name, as common/frame.h numbers them (enum frame_type): clients
+# send echo, join, say and leave; only the server sends message, notice and error.
+MESSAGE_TYPES = {"echo": 1, "join": 2, "say": 3, "leave": 4,
+                 "message": 16, "notice": 17, "error": 18}
 
 USAGE = """\
 usage: tour.py [--build-dir DIR] [--chapters-dir DIR] [CHAPTER...]
@@ -79,6 +94,17 @@ class Failed(Exception):
 def say(text):
     """One line of the transcript, at once: the servers' stderr goes to the same screen."""
     print(text, flush=True)
+
+
+def type_label(kind):
+    """A message type as the transcript shows it: JOIN for 2, "type 9" for one without a
+    name."""
+    name = next((n for n, k in MESSAGE_TYPES.items() if k == kind), None)
+    return name.upper() if name else "type %d" % kind
+
+
+def shown_payload(payload):
+    return ": " + show(payload) if payload else ""
 
 
 def show(data):
@@ -154,6 +180,22 @@ def data(rest, step):
     if len(rest) < 2:
         raise BadLine("needs TEXT after the client letter")
     step.data = decode(rest[1:])
+
+
+def type_and_data(rest, step):
+    # The type, then, after one space or tab, the payload (none: an empty payload).
+    match = re.match(r"[ \t]+([^ \t]+)", rest)
+    if not match:
+        raise BadLine("needs a TYPE after the client letter")
+    name = match.group(1)
+    if name in MESSAGE_TYPES:
+        step.number = MESSAGE_TYPES[name]
+    elif re.fullmatch(r"\d{1,3}", name) and int(name) <= 255:
+        step.number = int(name)
+    else:
+        raise BadLine("needs a TYPE: a number 0-255 or one of %s" % ", ".join(MESSAGE_TYPES))
+    rest = rest[match.end():]
+    step.data = decode(rest[1:]) if rest else b""
 
 
 def client_and(then):
@@ -425,6 +467,30 @@ def step_expectmsg(run, step):
                                                          show(step.data)))
 
 
+def step_sendtype(run, step):
+    kind, payload = step.number, step.data
+    message = harness.message_header(len(payload), kind) + payload
+    send_all(connected(run, step), message)
+    run.say("[%s] sent %s, %d bytes (%d with its header)%s" % (
+        step.client, type_label(kind), len(payload), len(message), shown_payload(payload)))
+
+
+def step_expecttype(run, step):
+    client = connected(run, step)
+    length, kind = struct.unpack(">IB", receive(client, harness.MESSAGE_HEADER_SIZE))
+    # A length that is not the expected one is read only while it is small: a wrong
+    # header can announce up to 4 GiB.
+    if length != len(step.data) and length > UNEXPECTED_LIMIT:
+        raise Failed("received the header of %s with %d payload bytes, expected %s \"%s\"" % (
+            type_label(kind), length, type_label(step.number), show(step.data)))
+    payload = receive(client, length)
+    if (kind, payload) != (step.number, step.data):
+        raise Failed("received %s \"%s\", expected %s \"%s\"" % (
+            type_label(kind), show(payload), type_label(step.number), show(step.data)))
+    run.say("[%s] received %s, %d bytes%s" % (step.client, type_label(kind), length,
+                                              shown_payload(payload)))
+
+
 def step_expectsize(run, step):
     client = connected(run, step)
     got = receive(client, step.number)
@@ -502,6 +568,8 @@ STEPS = {
     "expectsize": (client_and(number), step_expectsize),
     "sendmsg": (client_and(data), step_sendmsg),
     "expectmsg": (client_and(data), step_expectmsg),
+    "sendtype": (client_and(type_and_data), step_sendtype),
+    "expecttype": (client_and(type_and_data), step_expecttype),
     "closed": (client_and(nothing), step_closed),
     "close": (client_and(nothing), step_close),
     "reset": (client_and(nothing), step_reset),
