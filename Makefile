@@ -5,6 +5,7 @@
 #   make test            the test suite (pytest), after the build, format and notes checks
 #   make run CH=03 [ARGS="--port 9001"]   run one chapter in the foreground
 #   make client [PORT=9000] [HOST=127.0.0.1]   a client you can type into
+#   make chat [PORT=9000] [HOST=127.0.0.1] [NAME=bob]   a chat client for chapter 12's room
 #   make bench-echo [ARGS="--quick"]   echo ping-pong, 08 against 10 under Wine, a table
 #   make bench-chat [ARGS="--quick"]   chat room, 12's broadcasts to 100 members, a table
 #   make check-build     also compile with clang and for 32-bit Windows (-Werror)
@@ -22,7 +23,7 @@ SHELL := /bin/sh
 CHAPTER_DIRS := $(sort $(patsubst %/,%,$(dir $(wildcard chapters/*/main.c))))
 CHAPTERS := $(notdir $(CHAPTER_DIRS))
 COMMON_SOURCES := $(wildcard common/*.c)
-TOOLS := client
+TOOLS := client chat
 
 BUILD := build
 
@@ -63,7 +64,7 @@ EXES := $(CHAPTERS:%=$(BUILD)/%.exe)
 TOOL_EXES := $(TOOLS:%=$(BUILD)/tools/%.exe)
 
 .PHONY: all tools tools-build tools-check-build tools-wine tools-test tools-docs \
-        tools-format tools-bear run client tour test check-build notes notes-check \
+        tools-format tools-bear run client chat tour test check-build notes notes-check \
         format format-check docs diagrams diagrams-check cmake-check clean wine-stop help \
         bench-echo bench-chat fuzz
 .SUFFIXES:
@@ -162,6 +163,11 @@ PORT ?= 9000
 HOST ?= 127.0.0.1
 client: all tools-wine
 	$(RUN) $(BUILD)/tools/client.exe $(HOST) $(PORT)
+
+# NAME, if given, joins the room right after connecting (chat.exe --name NAME).
+NAME ?=
+chat: all tools-wine
+	$(RUN) $(BUILD)/tools/chat.exe $(if $(NAME),--name $(NAME)) $(HOST) $(PORT)
 
 # --- tour and tests ---------------------------------------------------------------------
 # tests/tour.py plays each chapter's tour.txt through the test harness, with the Python
