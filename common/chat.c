@@ -56,7 +56,10 @@ static void broadcast(struct chat *chat, unsigned type, const char *lead, size_t
             chat->ops->end(members[i], reason);
         }
     }
-    /* Each may be the last reference now, which frees a slot: after the loop, not in it. */
+    /*
+     * Each may be the last reference, and its client then leaves the room and the room is
+     * told: after the loop, so that every member has this message before that notice.
+     */
     for (i = 0; i < count; i++)
         chat->ops->release(members[i]);
     free(members);

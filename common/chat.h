@@ -38,10 +38,10 @@ struct chat_ops {
 
 /** The room and how to reach its members; `stopping` is set once, with Interlocked. */
 struct chat {
-    struct room room;
-    const struct chat_ops *ops;
-    size_t max_queued;      /**< a member whose queue a message would take past it is dropped */
-    volatile LONG stopping; /**< set by chat_stop: from then on no one is told who left */
+    struct room room;           /**< who is in it, under which name */
+    const struct chat_ops *ops; /**< how it reaches the server's clients */
+    size_t max_queued;          /**< a member whose queue a message would take past it is dropped */
+    volatile LONG stopping;     /**< set by chat_stop: from then on no one is told who left */
 };
 
 /**

@@ -61,11 +61,11 @@ enum room_join_result room_join(struct room *room, struct room_member *member,
 {
     enum room_join_result result = ROOM_JOINED;
 
-    if (!name_valid(name, length))
-        return ROOM_BAD_NAME;
     EnterCriticalSection(&room->lock);
     if (member->joined) {
-        result = ROOM_ALREADY_IN;
+        result = ROOM_ALREADY_IN; /* whatever the name: a member has one already */
+    } else if (!name_valid(name, length)) {
+        result = ROOM_BAD_NAME;
     } else if (name_taken(room, name, length)) {
         result = ROOM_NAME_TAKEN;
     } else {

@@ -11,11 +11,11 @@
 
 /** The slots not in use and the count of those in use; `lock` guards all three. */
 struct slot_pool {
-    CRITICAL_SECTION lock;
-    unsigned *free_slots; /**< a stack: the most recently given back is taken first */
-    unsigned free_count;
-    unsigned live; /**< slots in use */
-    HANDLE empty;  /**< manual-reset event: set while live is 0 */
+    CRITICAL_SECTION lock; /**< guards the three below */
+    unsigned *free_slots;  /**< a stack: the most recently given back is taken first */
+    unsigned free_count;   /**< slots on the stack */
+    unsigned live;         /**< slots in use */
+    HANDLE empty;          /**< manual-reset event: set while live is 0 */
 };
 
 /** @brief Makes a pool of @p capacity free slots; returns 0, or -1 after reporting the error. */

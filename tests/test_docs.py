@@ -125,7 +125,11 @@ def test_each_chapter_links_to_its_neighbours(site):
 def test_api_reference_with_call_graphs(site):
     for header in glob.glob(os.path.join(ROOT, "common", "*.h")):
         page = os.path.basename(header).replace(".", "_8") + ".html"
-        assert os.path.isfile(os.path.join(HTML, page)), "no reference page for " + header
+        # A header that a chapter keeps its own copy of (11's frame.h) gets its folder in
+        # its page's name, as Doxygen tells two files of one name apart.
+        pages = [page, "common_2" + page]
+        assert any(os.path.isfile(os.path.join(HTML, p)) for p in pages), \
+            "no reference page for " + header
     assert glob.glob(os.path.join(HTML, "*_cgraph.svg")), "no call graphs"
     assert glob.glob(os.path.join(HTML, "*_icgraph.svg")), "no caller graphs"
 

@@ -266,9 +266,9 @@ static int post_send_locked(struct client *client)
  * Queues one whole message in a single chunk, so that no other thread's message can come
  * between its pieces: the header, then a copy of the payload, which is `lead` (at most
  * LEAD_SIZE bytes, such as a name) followed by `text`. Any thread may call it, and it
- * starts a send if none is in flight. Returns 0; 1 if the message would take the queue
- * past `cap` (nothing is queued); or -1 if the client has ended (nothing is queued) or
- * after a failure that ends it.
+ * starts a send if none is in flight. Returns 0; 1 if the message would take a queue
+ * that is not empty past `cap` (nothing is queued); or -1 if the client has ended
+ * (nothing is queued) or after a failure that ends it.
  */
 static int queue_message(struct client *client, unsigned type, const char *lead, DWORD lead_length,
                          const void *text, DWORD length, size_t cap)
@@ -286,7 +286,9 @@ static int queue_message(struct client *client, unsigned type, const char *lead,
         return -1;
     }
     EnterCriticalSection(&client->lock);
-    if (client->socket == INVALID_SOCKET || client->queue.queued + chunk->length > cap) {
+    /* Into an empty queue a message always goes: one longer than the cap is not a backlog. */
+    if (client->socket == INVALID_SOCKET ||
+        (client->queue.queued > 0 && client->queue.queued + chunk->length > cap)) {
         int ended = client->socket == INVALID_SOCKET;
 
         LeaveCriticalSection(&client->lock);
@@ -356,7 +358,10 @@ static void broadcast(struct server *server, unsigned type, const char *lead, DW
             end_client(member, 1, reason);
         }
     }
-    /* Each may be the last reference now, which frees a slot: after the loop, not in it. */
+    /*
+     * Each may be the last reference, and its client then leaves the room and the room is
+     * told: after the loop, so that every member has this message before that notice.
+     */
     for (i = 0; i < count; i++)
         release_client(CONTAINING_RECORD(members[i], struct client, member));
     free(members);

@@ -23,10 +23,10 @@ struct room_member {
 
 /** The members, in no particular order; `lock` guards the list and every member's fields. */
 struct room {
-    CRITICAL_SECTION lock;
+    CRITICAL_SECTION lock;        /**< guards everything in the room and its members' places */
     struct room_member **members; /**< capacity slots, the first count in use */
-    unsigned count;
-    unsigned capacity;
+    unsigned count;               /**< members in the room */
+    unsigned capacity;            /**< the most there can be: one per client slot */
 };
 
 /** What room_join did. */
