@@ -33,6 +33,8 @@ tour.txt holds one step per line; '#' starts a comment line:
                     closes too, so "closed X" may follow
   reset X           close X abortively (RST)
   wait TEXT         wait for the next server line that contains TEXT
+  sleep SECONDS     do nothing for SECONDS (such as 0.25; at most 10), e.g. while a
+                    server's timeout runs out
   quit              write "quit" to the server's standard input
   exit N            wait for the server to exit with code N (always the last step)
 The pattern continues across steps: two "sendsize A 5" send "abcde" then "fghij", and
@@ -50,6 +52,7 @@ import shlex
 import socket
 import struct
 import sys
+import time
 
 import chapters
 import harness
@@ -167,6 +170,12 @@ def number(rest, step):
     if not re.fullmatch(r"[ \t]*\d+", rest):
         raise BadLine("needs a whole number N")
     step.number = int(rest)
+
+
+def seconds(rest, step):
+    if not re.fullmatch(r"[ \t]*\d+(?:\.\d+)?", rest) or float(rest) > STEP_TIMEOUT:
+        raise BadLine("needs SECONDS, a number from 0 to %d" % STEP_TIMEOUT)
+    step.number = float(rest)
 
 
 def text(rest, step):
@@ -538,6 +547,11 @@ def step_wait(run, step):
     run.wait_cursor = wait_for_line(run, run.wait_cursor, step.data) + 1
 
 
+def step_sleep(run, step):
+    time.sleep(step.number)
+    run.say("[tour] slept %g s" % step.number)
+
+
 def step_quit(run, step):
     try:
         run.server.send("quit\n")
@@ -574,6 +588,7 @@ STEPS = {
     "close": (client_and(nothing), step_close),
     "reset": (client_and(nothing), step_reset),
     "wait": (text, step_wait),
+    "sleep": (seconds, step_sleep),
     "quit": (nothing, step_quit),
     "exit": (number, step_exit),
 }
