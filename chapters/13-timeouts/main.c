@@ -51,11 +51,14 @@
 #define SEND_GATHER 16
 /* How long shutdown waits for the I/O of closed clients, or of cancelled accepts, to end. */
 #define DRAIN_TIMEOUT_MS 10000
-/* Ticks per timeout: a client is closed at most a quarter of the timeout late. */
+/*
+ * Ticks per timeout: a client is closed at most a quarter of the timeout late; at least
+ * every 250 ms, since the timeout is at least a second, and at most every second.
+ */
 #define TICKS_PER_TIMEOUT 4
-/* ...but no more than one tick a second, nor more than ten a second. */
-#define LONGEST_TICK_MS  1000
-#define SHORTEST_TICK_MS 100
+#define LONGEST_TICK_MS   1000
+/* Tries at stopping the timer: DeleteTimerQueueTimer's page says to call it again on an error. */
+#define TIMER_STOP_TRIES 3
 /* Between keep-alive probes once they start; Windows sends 10 before it gives up. */
 #define KEEPALIVE_INTERVAL_MS 1000
 
@@ -587,7 +590,7 @@ static void on_send(struct client *client, BOOL succeeded, DWORD bytes)
 }
 
 /*
- * The timer's callback, on a thread of the timer queue: posts a tick into the port, where
+ * The timer's callback, on a thread of the system's pool: posts a tick into the port, where
  * a worker handles it. Not if the last tick is still waiting there: when the workers are
  * that busy, one pass over the pool is enough.
  */
@@ -649,8 +652,6 @@ static int start_ticks(struct server *server)
 
     if (period > LONGEST_TICK_MS)
         period = LONGEST_TICK_MS;
-    if (period < SHORTEST_TICK_MS)
-        period = SHORTEST_TICK_MS;
     if (!CreateTimerQueueTimer(&server->timer, NULL, post_tick, server, (DWORD)period,
                                (DWORD)period, WT_EXECUTEDEFAULT)) {
         report_win_error("CreateTimerQueueTimer");
@@ -664,13 +665,23 @@ static int start_ticks(struct server *server)
 
 /*
  * Stops the timer, and waits for a callback that is running (INVALID_HANDLE_VALUE), so
- * no tick is posted after this. A tick already in the port is still handled by a worker.
+ * no tick is posted after this; one already in the port is handled by a worker before its
+ * stop packet, or never. Returns 0, or -1 if the timer may still fire.
  */
-static void stop_ticks(struct server *server)
+static int stop_ticks(struct server *server)
 {
-    if (server->timer != NULL && !DeleteTimerQueueTimer(NULL, server->timer, INVALID_HANDLE_VALUE))
+    int tries;
+
+    if (server->timer == NULL)
+        return 0;
+    for (tries = 0; tries < TIMER_STOP_TRIES; tries++) {
+        if (DeleteTimerQueueTimer(NULL, server->timer, INVALID_HANDLE_VALUE)) {
+            server->timer = NULL;
+            return 0;
+        }
         report_win_error("DeleteTimerQueueTimer");
-    server->timer = NULL;
+    }
+    return -1;
 }
 
 /* A worker thread: handles completions until it dequeues a stop packet. */
@@ -780,6 +791,7 @@ int main(int argc, char **argv)
     unsigned accepts;
     unsigned posted = 0;
     int accepts_drained = 0;
+    int ticks_stopped;
 
     /* A pipe makes stdout fully buffered on Windows; a reader must see each line at once. */
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -832,8 +844,12 @@ int main(int argc, char **argv)
         printf("%u accepts posted on the listener\n", posted);
         printf("stopping: %s\n", quit_wait());
     }
-    /* First, so that no tick closes a client as idle while the shutdown closes them all. */
-    stop_ticks(&server);
+    /*
+     * First, so that no tick is posted once the shutdown has begun (one already in the port
+     * may still close a client as idle: only its reason differs). A timer that may still
+     * fire would post into a closed port and read a server that is gone: free nothing then.
+     */
+    ticks_stopped = stop_ticks(&server) == 0;
     /* Also after a failed start: it closes the listener, with no accept left in flight. */
     accepts_drained = acceptex_stop(&server.acceptex, DRAIN_TIMEOUT_MS) == 0;
     /* An accept still in flight may yet admit a client: then nothing may be freed. */
@@ -841,7 +857,7 @@ int main(int argc, char **argv)
         chat_stop(&server.chat);
         close_all_clients(&server);
     }
-    if (!accepts_drained ||
+    if (!ticks_stopped || !accepts_drained ||
         wait_for_drain(server.pool.empty, DRAIN_TIMEOUT_MS, "client I/O") != 0 ||
         stop_workers(server.port, server.workers, server.worker_count) != 0) {
         /*
