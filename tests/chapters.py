@@ -37,6 +37,12 @@ Features:
   messages     speaks in messages (a 5-byte header: payload length, 4 bytes big-endian,
                and a type byte; then the payload): an echo message comes back to its
                sender; a length over --max-message or an unknown type ends that client
+  timeouts     closes idle clients (--idle-timeout S): one that has neither received
+               bytes nor completed a send for S seconds is closed gracefully, "idle for
+               S s"; one that has begun a message and not finished it within S seconds
+               is reset, "a message not finished within S s" (a chat member's NOTICE
+               says "NAME left: idle for S s"); prints "idle timeout S s, checked every
+               P ms"; --keepalive S sets TCP keep-alive on each accepted socket
 
 OPTIONS lists the command-line options each chapter accepts; every chapter accepts
 --help, and every other option must be refused with usage and exit code 2.
@@ -68,6 +74,8 @@ FEATURES = {
     9: _WORKERS | {"echo", "disconnect", "teardown", "acceptex"},
     10: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue"},
     11: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages"},
+    13: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages",
+                    "chat", "timeouts"},
 }
 
 _PORT_BIND = {"--port", "--bind"}
@@ -84,10 +92,12 @@ OPTIONS = {
     9: _PORT_BIND | {"--max-clients", "--workers", "--accepts"},
     10: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued"},
     11: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message"},
+    13: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message",
+                      "--idle-timeout", "--keepalive"},
 }
 
 ALL_OPTIONS = ("--port", "--bind", "--max-clients", "--workers", "--accepts", "--max-queued",
-               "--max-message")
+               "--max-message", "--idle-timeout", "--keepalive")
 
 _NAME = re.compile(r"^(\d\d)-[A-Za-z0-9-]+$")
 

@@ -36,6 +36,13 @@ def cases():
             yield case(["--workers", "many"], r"--workers .*'many'")
         if chapter.accepts("--bind"):
             yield case(["--port", "0", "--bind"], r"--bind needs an address")
+        if chapter.accepts("--idle-timeout"):
+            yield case(["--idle-timeout", "0"], r"--idle-timeout .*'0'")
+            yield case(["--idle-timeout", "86401"], r"--idle-timeout .*'86401'")
+            yield case(["--idle-timeout", "abc"], r"--idle-timeout .*'abc'")
+        if chapter.accepts("--keepalive"):
+            yield case(["--keepalive", "86401"], r"--keepalive .*'86401'")
+            yield case(["--keepalive", "-1"], r"--keepalive .*'-1'")
 
 
 @pytest.mark.parametrize("chapter,args,problem", list(cases()))
