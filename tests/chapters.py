@@ -37,6 +37,11 @@ Features:
   messages     speaks in messages (a 5-byte header: payload length, 4 bytes big-endian,
                and a type byte; then the payload): an echo message comes back to its
                sender; a length over --max-message or an unknown type ends that client
+  chat         a chat room over those messages: JOIN NAME, SAY TEXT and LEAVE from
+               clients; MESSAGE "NAME: TEXT" to every member (the sayer too), NOTICE
+               "NAME joined" / "NAME left" / "NAME left: REASON", ERROR for a refused
+               request (the connection stays open); a member whose queue would pass
+               --max-queued is dropped as too slow, the others never wait for it
   timeouts     closes idle clients (--idle-timeout S): one that has neither received
                bytes nor completed a send for S seconds is closed gracefully, "idle for
                S s"; one that has begun a message and not finished it within S seconds
@@ -74,6 +79,8 @@ FEATURES = {
     9: _WORKERS | {"echo", "disconnect", "teardown", "acceptex"},
     10: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue"},
     11: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages"},
+    12: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages",
+                    "chat"},
     13: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages",
                     "chat", "timeouts"},
 }
@@ -92,6 +99,7 @@ OPTIONS = {
     9: _PORT_BIND | {"--max-clients", "--workers", "--accepts"},
     10: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued"},
     11: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message"},
+    12: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message"},
     13: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message",
                       "--idle-timeout", "--keepalive"},
 }
