@@ -460,8 +460,9 @@ def forget_seed():
 
 # --- messages (chapter 11 on) ---------------------------------------------------------
 # A message is a 5-byte header, the payload length (4 bytes, big-endian) and a type byte,
-# then the payload (chapters/11-messages/frame.h). These two functions are the one place
-# the tests, the tour and the bench build messages.
+# then the payload (chapters/11-messages/frame.h). These functions, and message() below
+# for any type, are the one place the tests, the tour and the bench build messages;
+# MessageReader and receive_message read them back, for the tests.
 MESSAGE_HEADER_SIZE = 5
 ECHO_TYPE = 1  # the one type: the server sends the same message back to its sender
 # The longest payload a chapter with messages takes without --max-message (its default).
@@ -478,6 +479,66 @@ def echo_message(payload):
     """PAYLOAD as one echo message: its header, then PAYLOAD. The server sends back
     exactly these bytes."""
     return message_header(len(payload)) + bytes(payload)
+
+
+# The chat room's types (chapter 12 on, common/frame.h): clients send JOIN, SAY and
+# LEAVE; only the server sends MESSAGE, NOTICE and ERROR.
+JOIN_TYPE = 2      # the payload is the name
+SAY_TYPE = 3       # the payload is the text
+LEAVE_TYPE = 4     # no payload
+MESSAGE_TYPE = 16  # "NAME: TEXT", to every member
+NOTICE_TYPE = 17   # "NAME joined", "NAME left", "NAME left: REASON"
+ERROR_TYPE = 18    # why a request was refused; the connection stays open
+
+
+def message(kind, payload=b""):
+    """One message of type KIND with PAYLOAD: its header, then PAYLOAD."""
+    return message_header(len(payload), kind) + bytes(payload)
+
+
+class MessageReader:
+    """Cuts the bytes received on one connection into whole messages, however the reads
+    split them: feed() what recv returned, get back the messages completed by it, each
+    a (type, payload) pair; .pending counts the bytes of a message not yet whole."""
+
+    def __init__(self):
+        self._bytes = bytearray()
+
+    @property
+    def pending(self):
+        return len(self._bytes)
+
+    def feed(self, data):
+        self._bytes += data
+        messages = []
+        offset = 0
+        while len(self._bytes) - offset >= MESSAGE_HEADER_SIZE:
+            length, kind = struct.unpack_from(">IB", self._bytes, offset)
+            end = offset + MESSAGE_HEADER_SIZE + length
+            if end > len(self._bytes):
+                break
+            messages.append((kind, bytes(self._bytes[offset + MESSAGE_HEADER_SIZE:end])))
+            offset = end
+        del self._bytes[:offset]
+        return messages
+
+
+def receive_message(client):
+    """Receives one whole message on CLIENT (blocking, with its timeout for each recv);
+    returns (type, payload), or None if the peer closes the connection before a header
+    has started. Raises AssertionError if it closes in the middle of one."""
+    header = receive_exactly(client, MESSAGE_HEADER_SIZE)
+    if not header:
+        return None
+    if len(header) < MESSAGE_HEADER_SIZE:
+        raise AssertionError("the connection ended after %d bytes of a header: %r" % (
+            len(header), header))
+    length, kind = struct.unpack(">IB", header)
+    payload = receive_exactly(client, length)
+    if len(payload) < length:
+        raise AssertionError("the connection ended after %d of the %d payload bytes of a "
+                             "message of type %d" % (len(payload), length, kind))
+    return kind, payload
 
 
 # --- clients -------------------------------------------------------------------------
@@ -501,6 +562,32 @@ def connect(port, host="127.0.0.1", timeout=CLIENT_TIMEOUT, buffers=None):
 
 def local_port(client):
     return client.getsockname()[1]
+
+
+def client_number(server, client):
+    """The server's number for CLIENT, K in its "client K connected from ADDR:PORT" line
+    (waits for that line; does not move Server.wait_for's cursor)."""
+    pattern = re.compile(r"^client (\d+) connected from \S+:%d " % local_port(client))
+
+    def find(lines):
+        return next((m for m in map(pattern.match, lines) if m), None)
+    return int(server.wait_until(find, what="a connected line for port %d"
+                                 % local_port(client)).group(1))
+
+
+def how_closed(client, timeout=CLIENT_TIMEOUT):
+    """How the server ends CLIENT's connection: "reset" or "closed" (FIN); "data: ..." if
+    bytes arrive instead; None if nothing happens within TIMEOUT."""
+    client.settimeout(timeout)
+    try:
+        got = client.recv(256)
+    except (ConnectionResetError, ConnectionAbortedError):
+        return "reset"
+    except socket.timeout:
+        return None
+    finally:
+        client.settimeout(CLIENT_TIMEOUT)
+    return "closed" if not got else "data: %r" % got[:40]
 
 
 def closed_by_peer(client, timeout=CLIENT_TIMEOUT):
