@@ -1,7 +1,12 @@
-"""Chapter 11's message parser (chapters/11-messages/frame.c) on its own, built natively.
+"""The message parser on its own, built natively, in both of its copies: chapter 11's
+(chapters/11-messages/frame.c), which knows the echo type alone, and the one that
+graduated to common/frame.c for the chapters after it, which also knows the chat room's
+types (1 to 4 from clients, 16 to 18 from the server). Every test runs against both
+(SOURCES, with the types each knows written out); where they differ is which types are
+known, and a type one of them refuses may be one the other takes.
 
 frame.c is plain C11 without Winsock, so it builds with the machine's own compiler:
-with gcc (or cc, or clang) into build/native/frame_driver, a small program
+with gcc (or cc, or clang) into build/native/frame_driver-NAME, a small program
 (tests/fuzz/frame_driver.c) that runs frame_parse and frame_header for commands on its
 standard input. A program rather than a shared library loaded with ctypes because the
 sanitizers then just work: AddressSanitizer would have to come first in the process, i.e.
@@ -10,8 +15,9 @@ AddressSanitizer and UBSan (everywhere but Windows, whose MinGW gcc has neither)
 parse's bytes sit in a heap block of exactly their size, so one byte read past
 `available` stops the driver, and the failing test shows the sanitizer's report.
 
-The last test runs the libFuzzer target tests/fuzz/frame_fuzz.c for a few seconds (as
-`make fuzz` does for longer), when clang has libFuzzer: `scripts/ensure-tools.sh fuzz`
+The last test runs the libFuzzer target tests/fuzz/frame_fuzz.c on each copy for a few
+seconds (as `make fuzz` does for longer), told the types that copy knows
+(-DFRAME_FUZZ_KNOWN_TYPES), when clang has libFuzzer: `scripts/ensure-tools.sh fuzz`
 installs it, and .ci/run asks for it. Without a native compiler, or without libFuzzer,
 the tests that need them are skipped with the reason.
 """
@@ -28,8 +34,6 @@ import harness
 from chapters import BUILD_DIR, ROOT
 
 WINDOWS = os.name == "nt"
-CHAPTER = os.path.join(ROOT, "chapters", "11-messages")
-FRAME_C = os.path.join(CHAPTER, "frame.c")
 FUZZ_SOURCES = os.path.join(ROOT, "tests", "fuzz")
 EXE = ".exe" if WINDOWS else ""
 
@@ -46,6 +50,30 @@ ECHO = 1
 HEADER_SIZE = 5
 
 
+class Source:
+    """One copy of the parser: NAME, its folder (frame.c and frame.h) and the types its
+    frame_parse takes (every other type byte is FRAME_UNKNOWN_TYPE)."""
+
+    def __init__(self, name, folder, known):
+        self.name = name
+        self.folder = os.path.join(ROOT, folder)
+        self.frame_c = os.path.join(self.folder, "frame.c")
+        self.known = frozenset(known)
+        # Types it refuses: the other copy's, and the edges of the byte.
+        self.unknown = sorted({0, 2, 3, 4, 5, 15, 16, 17, 18, 19, 255} - self.known)
+
+    def __repr__(self):
+        return self.name
+
+
+SOURCES = [
+    # Chapter 11 knows one type: echo.
+    Source("11-messages", os.path.join("chapters", "11-messages"), {ECHO}),
+    # From chapter 12: echo, join, say, leave (clients); message, notice, error (server).
+    Source("common", "common", {ECHO, 2, 3, 4, 16, 17, 18}),
+]
+
+
 def message(payload, kind=ECHO, length=None):
     """A message as a client sends it: length (4 bytes, big-endian), type, payload."""
     return struct.pack(">IB", len(payload) if length is None else length, kind) + payload
@@ -60,10 +88,13 @@ def native_compiler():
     return None
 
 
-def compile_program(compiler, flags, sources, output):
-    """Compiles SOURCES into OUTPUT; fails the test with the compiler's output if it fails."""
+def compile_program(compiler, flags, source, others, output):
+    """Compiles SOURCE's frame.c and OTHERS into OUTPUT, with SOURCE's folder first on the
+    include path (its frame.h); fails the test with the compiler's output if it fails."""
     os.makedirs(os.path.dirname(output), exist_ok=True)
-    done = subprocess.run([compiler] + flags + ["-I" + CHAPTER] + sources + ["-o", output],
+    sources = others + [source.frame_c]
+    done = subprocess.run([compiler] + flags + ["-I" + source.folder] + sources +
+                          ["-o", output],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
                           timeout=120)
     assert done.returncode == 0, "%s failed:\n%s" % (
@@ -73,10 +104,12 @@ def compile_program(compiler, flags, sources, output):
 
 
 class Driver:
-    """build/native/frame_driver, running: parse() and header() are one line each way."""
+    """build/native/frame_driver-NAME, running: parse() and header() are one line each
+    way; .source is the copy of the parser it was built from."""
 
-    def __init__(self, exe):
+    def __init__(self, exe, source):
         self.exe = exe
+        self.source = source
         self.process = None
 
     def _start(self):
@@ -132,23 +165,26 @@ class Driver:
         return code, report
 
 
-@pytest.fixture(scope="module")
-def driver():
+@pytest.fixture(scope="module", params=SOURCES, ids=[s.name for s in SOURCES])
+def driver(request):
+    source = request.param
     compiler = native_compiler()
     if compiler is None:
         pytest.skip("no native C compiler (gcc, cc or clang) on PATH to build frame.c with")
-    exe = compile_program(compiler, WARNINGS + ["-g", "-O1"] + SANITIZERS,
-                          [os.path.join(FUZZ_SOURCES, "frame_driver.c"), FRAME_C],
-                          os.path.join(BUILD_DIR, "native", "frame_driver" + EXE))
-    running = Driver(exe)
+    exe = compile_program(compiler, WARNINGS + ["-g", "-O1"] + SANITIZERS, source,
+                          [os.path.join(FUZZ_SOURCES, "frame_driver.c")],
+                          os.path.join(BUILD_DIR, "native", "frame_driver-%s%s" % (
+                              source.name, EXE)))
+    running = Driver(exe, source)
     yield running
     code, report = running.close()
     assert code in (0, None), "frame_driver exited %s:\n%s" % (code, report)
 
 
-def ready(payload_length):
-    """What frame_parse answers for a whole echo message with that many payload bytes."""
-    return ("READY", ECHO, HEADER_SIZE, payload_length, HEADER_SIZE + payload_length)
+def ready(payload_length, kind=ECHO):
+    """What frame_parse answers for a whole message of type KIND (echo unless given) with
+    that many payload bytes."""
+    return ("READY", kind, HEADER_SIZE, payload_length, HEADER_SIZE + payload_length)
 
 
 def test_every_prefix_of_a_message_is_incomplete(driver):
@@ -217,15 +253,35 @@ def test_the_longest_length_is_refused_under_every_limit_but_the_largest(driver)
     assert driver.parse(b"\xff\xff\xff\xff\x01", "max") == ("INCOMPLETE",)
 
 
-@pytest.mark.parametrize("kind", [0, 2, 255])
-def test_an_unknown_type_is_refused_once_the_type_byte_is_there(driver, kind):
-    whole = message(b"payload", kind=kind)
-    for cut in range(HEADER_SIZE):
-        assert driver.parse(whole[:cut], 1024) == ("INCOMPLETE",), "%d bytes" % cut
-    # Refused with the 5th byte: the payload is not waited for.
-    assert driver.parse(whole[:HEADER_SIZE], 1024) == ("UNKNOWN_TYPE",)
-    assert driver.parse(whole, 1024) == ("UNKNOWN_TYPE",)
-    assert driver.parse(message(b"", kind=kind), 0) == ("UNKNOWN_TYPE",)
+def test_an_unknown_type_is_refused_once_the_type_byte_is_there(driver):
+    # For chapter 11 that is 2, 3, 4 and 16-18 too, which common/frame.c knows.
+    for kind in driver.source.unknown:
+        whole = message(b"payload", kind=kind)
+        for cut in range(HEADER_SIZE):
+            assert driver.parse(whole[:cut], 1024) == ("INCOMPLETE",), (kind, cut)
+        # Refused with the 5th byte: the payload is not waited for.
+        assert driver.parse(whole[:HEADER_SIZE], 1024) == ("UNKNOWN_TYPE",), kind
+        assert driver.parse(whole, 1024) == ("UNKNOWN_TYPE",), kind
+        assert driver.parse(message(b"", kind=kind), 0) == ("UNKNOWN_TYPE",), kind
+
+
+def test_every_known_type_is_a_message_and_no_other_is(driver):
+    for kind in range(256):
+        whole = message(b"payload", kind=kind)
+        if kind in driver.source.known:
+            assert driver.parse(whole, 1024) == ready(7, kind), kind
+            assert driver.parse(whole[:HEADER_SIZE], 1024) == ("INCOMPLETE",), kind
+            assert driver.parse(message(b"", kind=kind), 0) == ready(0, kind), kind
+        else:
+            assert driver.parse(whole, 1024) == ("UNKNOWN_TYPE",), kind
+    # Back to back, one of each known type, each with its own payload.
+    payloads = [(kind, (b"type %d " % kind) * kind) for kind in sorted(driver.source.known)]
+    inbox = b"".join(message(p, kind=k) for k, p in payloads)
+    offset = 0
+    for kind, payload in payloads:
+        assert driver.parse(inbox[offset:], 1 << 16) == ready(len(payload), kind)
+        offset += HEADER_SIZE + len(payload)
+    assert offset == len(inbox)
 
 
 @pytest.mark.parametrize("length", [0, 1, 255, 256, 65535, 65536, 2 ** 24, 2 ** 32 - 1])
@@ -256,7 +312,8 @@ def test_frame_header_writes_any_type_byte(driver):
 def test_garbage_is_refused_not_waited_for(driver, garbage):
     # "GET " reads as a length of 1,195,725,856 bytes: over any sensible limit.
     assert driver.parse(garbage, 1 << 20) == ("TOO_LONG",)
-    # Under no limit the 5th byte is taken for the type: '/', 0 or 'o', none of them known.
+    # Under no limit the 5th byte is taken for the type: '/', 0 or 'o', known to neither.
+    assert garbage[4] not in driver.source.known
     assert driver.parse(garbage, "max") == ("UNKNOWN_TYPE",)
 
 
@@ -291,13 +348,20 @@ def fuzz_compiler():
     return clang, None
 
 
-def test_a_few_seconds_of_fuzzing_find_nothing(tmp_path):
+def known_types_flag(source):
+    """How the fuzz target is told the types SOURCE knows (the Makefile passes the same)."""
+    return "-DFRAME_FUZZ_KNOWN_TYPES=" + ",".join(str(t) for t in sorted(source.known))
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[s.name for s in SOURCES])
+def test_a_few_seconds_of_fuzzing_find_nothing(source, tmp_path):
     clang, why = fuzz_compiler()
     if clang is None:
         pytest.skip(why)
-    fuzz_dir = os.path.join(BUILD_DIR, "fuzz")
-    exe = compile_program(clang, FUZZ_FLAGS,
-                          [os.path.join(FUZZ_SOURCES, "frame_fuzz.c"), FRAME_C],
+    # The folder `make fuzz` uses for this copy, for the crash files.
+    fuzz_dir = os.path.join(BUILD_DIR, "fuzz", source.name)
+    exe = compile_program(clang, FUZZ_FLAGS + [known_types_flag(source)], source,
+                          [os.path.join(FUZZ_SOURCES, "frame_fuzz.c")],
                           os.path.join(fuzz_dir, "frame_fuzz-test" + EXE))
     # New inputs go to a corpus of this run's own; the committed seeds are only read.
     seed = harness.random_source().randrange(1, 2 ** 31)

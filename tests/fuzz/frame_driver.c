@@ -1,6 +1,7 @@
 /*
- * A native driver of chapter 11's frame.c for tests/test_frame.py: one command a line on
- * standard input, one answer a line on standard output.
+ * A native driver of frame.c (chapter 11's, or common/'s: the same interface) for
+ * tests/test_frame.py: one command a line on standard input, one answer a line on
+ * standard output.
  *
  *   parse MAX HEX [FILL]  frame_parse of the bytes HEX ("-" for none) followed by FILL
  *                         bytes 'x', with max_payload MAX ("max" for SIZE_MAX); answers

@@ -1,10 +1,14 @@
 /*
- * A libFuzzer target for chapter 11's frame.c (`make fuzz`, and a few seconds of it in
- * tests/test_frame.py). Each input is an inbox: it is cut into messages the way the
- * server's take_messages does (parse at an offset, step over a whole message, stop at
- * FRAME_INCOMPLETE or a refused header), once for each of a few --max-message values,
- * and every answer is checked against the invariants of a message, the answer with no
- * limit, and the answer for one byte fewer; a wrong one aborts.
+ * A libFuzzer target for the message parser, frame.c, in either of its copies: chapter
+ * 11's and common/'s (`make fuzz`, and a few seconds of each in tests/test_frame.py).
+ * Each input is an inbox: it is cut into messages the way the server's take_messages
+ * does (parse at an offset, step over a whole message, stop at FRAME_INCOMPLETE or a
+ * refused header), once for each of a few --max-message values, and every answer is
+ * checked against the invariants of a message, the answer with no limit, the answer for
+ * one byte fewer, and the types that copy knows; a wrong one aborts.
+ *
+ * The copies differ in the types they know, so the build says which:
+ * -DFRAME_FUZZ_KNOWN_TYPES=1 for chapter 11, =1,2,3,4,16,17,18 for common/frame.c.
  *
  * libFuzzer hands over the input in a heap block of exactly its size, so with
  * AddressSanitizer a read past `available` stops the run at once.
@@ -17,7 +21,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef FRAME_FUZZ_KNOWN_TYPES
+#error "build with -DFRAME_FUZZ_KNOWN_TYPES=... (the types this frame.c knows, e.g. 1)"
+#endif
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The type bytes this copy of frame_parse takes; every other one is FRAME_UNKNOWN_TYPE. */
+static const unsigned KNOWN_TYPES[] = {FRAME_FUZZ_KNOWN_TYPES};
+
+static int type_known(unsigned type)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof KNOWN_TYPES / sizeof KNOWN_TYPES[0]; i++)
+        if (KNOWN_TYPES[i] == type)
+            return 1;
+    return 0;
+}
 
 /*
  * The max_payload values each input is parsed with: the edges of short lengths, those of
@@ -68,10 +89,21 @@ static void parse_inbox(const uint8_t *data, size_t available, size_t max_payloa
         memset(&frame, 0xA5, sizeof frame);
         status = frame_parse(data + offset, available - offset, max_payload, &frame);
         check_limit(data + offset, available - offset, max_payload, status, offset);
+        /*
+         * The type byte is looked at once it is there and the length has passed: then
+         * it is refused exactly when this copy does not know it.
+         */
+        if (available - offset < FRAME_HEADER_SIZE)
+            check(status != FRAME_UNKNOWN_TYPE, "unknown type before the type byte", max_payload,
+                  offset);
+        else if (status != FRAME_TOO_LONG)
+            check((status == FRAME_UNKNOWN_TYPE) == !type_known(data[offset + 4]),
+                  "a known type refused, or an unknown one taken", max_payload, offset);
         if (status != FRAME_READY)
             return; /* INCOMPLETE: wait for more bytes; an error: the client is ended */
 
-        check(frame.type == FRAME_ECHO, "type is not FRAME_ECHO", max_payload, offset);
+        check(type_known(frame.type), "type is not a known type", max_payload, offset);
+        check(frame.type == data[offset + 4], "type is not the type byte", max_payload, offset);
         check(frame.length <= max_payload, "length over max_payload", max_payload, offset);
         check(frame.size == FRAME_HEADER_SIZE + frame.length, "size is not 5 + length", max_payload,
               offset);
