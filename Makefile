@@ -9,7 +9,7 @@
 #   make bench-echo [ARGS="--quick"]   echo ping-pong, 08 against 10 under Wine, a table
 #   make bench-chat [ARGS="--quick"]   chat room, 12's broadcasts to 100 members, a table
 #   make check-build     also compile with clang and for 32-bit Windows (-Werror)
-#   make fuzz [FUZZ_SECONDS=60]   fuzz chapter 11's message parser (native, libFuzzer)
+#   make fuzz [FUZZ_SECONDS=60]   fuzz the message parser, common/ and chapter 11's (native, libFuzzer)
 #   make notes           regenerate each chapter's "What changed" diff
 #   make format / format-check, make docs, make compile_commands.json, make cmake-check
 #

@@ -39,7 +39,7 @@ for job in "$@"; do
             packages="$packages wine wine64"
         fi ;;
     test)
-        need_file /usr/bin/pytest-3 python3-pytest
+        need_file /usr/bin/pytest-3 python3-pytest; need ss iproute2 # ss: test_timeouts.py
         # The workflow test parses .github/workflows/ci.yml.
         /usr/bin/python3 -c 'import yaml' 2>/dev/null || packages="$packages python3-yaml" ;;
     docs) need doxygen doxygen; need dot graphviz ;;

@@ -575,6 +575,16 @@ def client_number(server, client):
                                  % local_port(client)).group(1))
 
 
+def disconnect_reason(server, number):
+    """The REASON of client NUMBER's "client K disconnected: REASON (N live)" line (waits
+    for it; does not move Server.wait_for's cursor)."""
+    pattern = re.compile(r"^client %d disconnected: (.*) \(\d+ live\)$" % number)
+
+    def find(lines):
+        return next((m for m in map(pattern.match, lines) if m), None)
+    return server.wait_until(find, what="a disconnected line for client %d" % number).group(1)
+
+
 def how_closed(client, timeout=CLIENT_TIMEOUT):
     """How the server ends CLIENT's connection: "reset" or "closed" (FIN); "data: ..." if
     bytes arrive instead; None if nothing happens within TIMEOUT."""

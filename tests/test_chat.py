@@ -168,13 +168,6 @@ def server_lines(server, pattern, count, what):
     return server.wait_until(found, what=what)
 
 
-def disconnect_reason(server, number):
-    """The reason in client NUMBER's "client K disconnected: REASON (N live)" line."""
-    pattern = re.compile(r"^client %d disconnected: (.*) \(\d+ live\)$" % number)
-    return server_lines(server, pattern, 1, "a disconnected line for client %d" % number)[0] \
-        .group(1)
-
-
 def close_all(clients):
     for client in clients:
         client.close()
@@ -390,7 +383,7 @@ def test_three_members_see_every_line_once_and_who_comes_and_goes(chapter, start
 
         c.close()
         expect(server, a, [notice(b"c left: peer closed the connection")], "a, for c's close")
-        assert disconnect_reason(server, numbers[b"c"]) == "peer closed the connection", \
+        assert harness.disconnect_reason(server, numbers[b"c"]) == "peer closed the connection", \
             server.output()
         assert server_lines(server, LEFT, 2, "a line for c leaving")[1].group(0) == \
             "client %d left the room as c (1 in the room)" % numbers[b"c"], server.output()
@@ -540,7 +533,7 @@ def test_bad_bytes_end_only_their_client(chapter, bad, reason, member, start_ser
         v.sendall(bad)
         assert how_closed(v) == "reset", ("v, which sent %r, was not reset (or received "
                                           "something)" % bad[:40], server.output())
-        assert disconnect_reason(server, number) == reason, server.output()
+        assert harness.disconnect_reason(server, number) == reason, server.output()
         for name, client in members[:2]:
             if member:
                 expect(server, client, [notice(b"v left: " + reason.encode())],
@@ -656,7 +649,7 @@ def test_a_member_that_never_reads_is_dropped_and_the_others_chat_on(chapter, st
         assert talkers[0].limit < SLOW_MOST, (
             "the member that never reads was not dropped after %d lines of %d bytes each "
             "from two members" % (SLOW_MOST, SLOW_LINE), server.output())
-        assert disconnect_reason(server, number) == reason, server.output()
+        assert harness.disconnect_reason(server, number) == reason, server.output()
         assert_conversation(server, talkers)
         for talker in talkers:
             assert talker.others == [notice(b"S left: " + reason.encode())], (

@@ -13,16 +13,14 @@ Messages are built with harness.echo_message and harness.message_header, the one
 the tests know the framing.
 """
 
-import re
-import socket
 import threading
 
 import pytest
 
 import chapters
 import harness
-from harness import (CLIENT_TIMEOUT, DEFAULT_MAX_MESSAGE, MESSAGE_HEADER_SIZE, connect, echo,
-                     echo_message, local_port, message_header, random_source, still_open)
+from harness import (DEFAULT_MAX_MESSAGE, MESSAGE_HEADER_SIZE, connect, echo, echo_message,
+                     message_header, random_source, still_open)
 
 MESSAGING = chapters.chapters_with("messages")
 IDS = chapters.ids(MESSAGING)
@@ -35,40 +33,6 @@ PIECE = 1000         # ... sent this many bytes at a time
 BIG_TIMEOUT = 60.0   # only catches a hang
 SMALL_MAX = 1000     # a --max-message for the boundary test
 SUMMARY = harness.SUMMARY
-
-
-def client_id(server, client):
-    """The server's number for CLIENT, from its "client K connected from" line."""
-    pattern = re.compile(r"^client (\d+) connected from 127\.0\.0\.1:%d " % local_port(client))
-
-    def find(lines):
-        return next((m for m in map(pattern.match, lines) if m), None)
-    return int(server.wait_until(find, what="a connected line for port %d"
-                                 % local_port(client)).group(1))
-
-
-def disconnected_line(server, number):
-    """The reason of client NUMBER's "client K disconnected: REASON (N live)" line."""
-    pattern = re.compile(r"^client %d disconnected: (.*) \(\d+ live\)$" % number)
-
-    def find(lines):
-        return next((m for m in map(pattern.match, lines) if m), None)
-    return server.wait_until(find, what="a disconnected line for client %d" % number).group(1)
-
-
-def how_closed(client, timeout=CLIENT_TIMEOUT):
-    """"reset" or "closed" (FIN) once the server ends CLIENT's connection; "data: ..."
-    if bytes arrive instead, None if nothing happens within TIMEOUT."""
-    client.settimeout(timeout)
-    try:
-        got = client.recv(256)
-    except (ConnectionResetError, ConnectionAbortedError):
-        return "reset"
-    except socket.timeout:
-        return None
-    finally:
-        client.settimeout(CLIENT_TIMEOUT)
-    return "closed" if not got else "data: %r" % got[:40]
 
 
 def echoed(server, client, data, what):
@@ -223,17 +187,17 @@ def test_the_max_message_boundary(chapter, limit, start_server):
     other = connect(server.port)
     client = connect(server.port)
     try:
-        number = client_id(server, client)
+        number = harness.client_number(server, client)
         # Its messages fit within the limit too: with --max-message 0 they are empty.
         assert served(server, other, b"the other client, before"[:limit]), server.output()
         exact = echo_message(bytes(i % 251 for i in range(limit)))
         assert echoed(server, client, exact, "a payload of exactly --max-message") == exact, \
             server.output()
         client.sendall(message_header(limit + 1))
-        assert how_closed(client) == "reset", (
+        assert harness.how_closed(client) == "reset", (
             "a header of %d bytes over --max-message %d did not reset the client" % (
                 limit + 1, limit), server.output())
-        assert disconnected_line(server, number) == \
+        assert harness.disconnect_reason(server, number) == \
             "a message longer than --max-message (%d bytes)" % limit, server.output()
         assert served(server, other, b"the other client, after"[:limit]), server.output()
     finally:
@@ -281,9 +245,9 @@ def test_bad_bytes_end_only_their_client(chapter, bad, reason, start_server):
         for number, client in enumerate(good):
             serve(client, b"good client %d, before" % number)
         serve(bad_client, b"a good message first")
-        number = client_id(server, bad_client)
+        number = harness.client_number(server, bad_client)
         bad_client.sendall(bad)
-        assert how_closed(bad_client) == "reset", ("the client that sent %r was not reset"
+        assert harness.how_closed(bad_client) == "reset", ("the client that sent %r was not reset"
                                                    % bad, server.output())
         line = server.wait_for(r"^client %d disconnected: " % number).string
         assert line == "client %d disconnected: %s (2 live)" % (number, reason), \
