@@ -1549,12 +1549,8 @@ def main_chat(args):
     problems = []
     odd = []
     started = time.monotonic()
-    already = wineserver_pid(prefix) is not None
-    session = contextlib.nullcontext() if already else harness.wine_session()
-    print("bench: WINEPREFIX=%s (%s); %d client processes; %d runs of about %.0f s" % (
-        prefix, "wineserver already running, left running" if already else
-        "wineserver started for this run", args.client_processes, total,
-        args.warmup + args.seconds + 2), file=sys.stderr)
+    session = wine_session_for(prefix, args.client_processes, total,
+                               args.warmup + args.seconds + 2)
     try:
         with session:
             for repetition in range(1, args.repeat + 1):
@@ -1703,6 +1699,16 @@ def parse_args(argv):
     return args
 
 
+def wine_session_for(prefix, processes, total, seconds_each):
+    """The Wine session the runs share: the prefix's wineserver if one is running (left
+    running), else one started for them; says which on stderr, with what is to come."""
+    already = wineserver_pid(prefix) is not None
+    print("bench: WINEPREFIX=%s (%s); %d client processes; %d runs of about %.0f s" % (
+        prefix, "wineserver already running, left running" if already else
+        "wineserver started for this run", processes, total, seconds_each), file=sys.stderr)
+    return contextlib.nullcontext() if already else harness.wine_session()
+
+
 def find_chapters(names, feature="echo"):
     found = []
     for name in names:
@@ -1742,12 +1748,8 @@ def main(argv):
     problems = []
     odd = []
     started = time.monotonic()
-    already = wineserver_pid(prefix) is not None
-    session = contextlib.nullcontext() if already else harness.wine_session()
-    print("bench: WINEPREFIX=%s (%s); %d client processes; %d runs of about %.0f s" % (
-        prefix, "wineserver already running, left running" if already else
-        "wineserver started for this run", args.client_processes, total,
-        args.warmup + args.seconds + 1.5), file=sys.stderr)
+    session = wine_session_for(prefix, args.client_processes, total,
+                               args.warmup + args.seconds + 1.5)
     try:
         with session:
             for repetition in range(1, args.repeat + 1):

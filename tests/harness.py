@@ -662,6 +662,15 @@ def echo(client, data):
     return back
 
 
+def echoed(server, client, data, what):
+    """What comes back for DATA sent on CLIENT (echo); fails the test, saying WHAT was
+    under way, if the server ends the connection instead."""
+    try:
+        return echo(client, data)
+    except OSError as e:
+        raise AssertionError("%s: %r instead of the echo\n%s" % (what, e, server.output()))
+
+
 def reset(client):
     """Closes CLIENT abortively: SO_LINGER on with a zero timeout makes close send RST."""
     # struct linger is two ints on Linux, two u_shorts on Windows.

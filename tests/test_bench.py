@@ -21,16 +21,23 @@ pytestmark = pytest.mark.skipif(os.name == "nt" or not sys.platform.startswith("
                                 reason="scripts/bench.py needs Linux (epoll, /proc)")
 
 
-def test_quick_bench_verifies_every_byte():
-    assert [c.name[:2] for c in BENCHED] == ["08", "10"], "chapters 08 and 10 are benchmarked"
-    # The session's wineserver is running (conftest.py), so the bench uses it and leaves it.
-    done = subprocess.run([sys.executable, BENCH, "--quick", "--chapters", "08", "10"],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, cwd=chapters.ROOT, timeout=180)
+def run_bench(*args):
+    """Runs scripts/bench.py with ARGS to its end, asserts it exits 0, and returns its
+    stdout, its stderr and a report of both for assertion messages."""
+    done = subprocess.run([sys.executable, BENCH] + list(args), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=chapters.ROOT,
+                          timeout=180)
     out = done.stdout.decode("utf-8", "replace")
     err = done.stderr.decode("utf-8", "replace")
     report = "exit code %s\n--- stdout:\n%s\n--- stderr:\n%s" % (done.returncode, out, err)
     assert done.returncode == 0, report
+    return out, err, report
+
+
+def test_quick_bench_verifies_every_byte():
+    assert [c.name[:2] for c in BENCHED] == ["08", "10"], "chapters 08 and 10 are benchmarked"
+    # The session's wineserver is running (conftest.py), so the bench uses it and leaves it.
+    out, err, report = run_bench("--quick", "--chapters", "08", "10")
     assert re.search(r"^errors: 0 \(every echoed byte compared with what was sent: [1-9][\d,]* "
                      r"bytes", out, re.M), report
     assert "problem:" not in out, report
@@ -53,13 +60,7 @@ def test_quick_chat_bench_verifies_every_delivery():
     slow; the server exited 0 after quit, having sent what they read; and the table has a
     row for the chat chapter, the echo baseline, their ratio, the native reference and
     the client's capacity. The figures themselves are not looked at."""
-    done = subprocess.run([sys.executable, BENCH, "--chat", "--quick"],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, cwd=chapters.ROOT, timeout=180)
-    out = done.stdout.decode("utf-8", "replace")
-    err = done.stderr.decode("utf-8", "replace")
-    report = "exit code %s\n--- stdout:\n%s\n--- stderr:\n%s" % (done.returncode, out, err)
-    assert done.returncode == 0, report
+    out, err, report = run_bench("--chat", "--quick")
     assert re.search(r"^errors: 0 \(every MESSAGE each member received compared byte for "
                      r"byte .*: [1-9][\d,]* deliveries", out, re.M), report
     assert re.search(r"^members dropped as too slow: 0$", out, re.M), report

@@ -19,7 +19,7 @@ import pytest
 
 import chapters
 import harness
-from harness import (DEFAULT_MAX_MESSAGE, MESSAGE_HEADER_SIZE, connect, echo, echo_message,
+from harness import (DEFAULT_MAX_MESSAGE, MESSAGE_HEADER_SIZE, connect, echo_message,
                      message_header, random_source, still_open)
 
 MESSAGING = chapters.chapters_with("messages")
@@ -35,19 +35,10 @@ SMALL_MAX = 1000     # a --max-message for the boundary test
 SUMMARY = harness.SUMMARY
 
 
-def echoed(server, client, data, what):
-    """What comes back for DATA sent on CLIENT (harness.echo); fails the test, saying
-    WHAT was under way, if the server ends the connection instead."""
-    try:
-        return echo(client, data)
-    except OSError as e:
-        pytest.fail("%s: %r instead of the echo\n%s" % (what, e, server.output()))
-
-
 def served(server, client, text):
     """Whether one echo message with TEXT makes the round trip on CLIENT unchanged."""
     message = echo_message(text)
-    return echoed(server, client, message, "echoing %r" % message[:40]) == message
+    return harness.echoed(server, client, message, "echoing %r" % message[:40]) == message
 
 
 @pytest.mark.parametrize("chapter", MESSAGING, ids=IDS)
@@ -94,7 +85,7 @@ def test_two_hundred_messages_in_one_send_all_come_back_in_order(chapter, start_
             messages = [echo_message(rng.randbytes(rng.randint(*MANY_SIZES)))
                         for _ in range(MANY)]
             stream = b"".join(messages)
-            back = echoed(server, client, stream, "batch %d" % (batch + 1))
+            back = harness.echoed(server, client, stream, "batch %d" % (batch + 1))
             if back != stream:
                 # Name the first message that differs: where the cutting went wrong.
                 offset = 0
@@ -160,11 +151,11 @@ def test_a_zero_length_message_comes_back_as_its_header(chapter, start_server):
     try:
         empty = echo_message(b"")
         assert empty == message_header(0) and len(empty) == MESSAGE_HEADER_SIZE
-        assert echoed(server, client, empty, "one empty message") == empty, server.output()
-        back = echoed(server, client, empty * 3, "three empty messages")
+        assert harness.echoed(server, client, empty, "one empty message") == empty, server.output()
+        back = harness.echoed(server, client, empty * 3, "three empty messages")
         assert back == empty * 3, server.output()
         around = echo_message(b"before") + empty + echo_message(b"after")
-        back = echoed(server, client, around, "an empty message between two")
+        back = harness.echoed(server, client, around, "an empty message between two")
         assert back == around, server.output()
     finally:
         client.close()
@@ -191,7 +182,7 @@ def test_the_max_message_boundary(chapter, limit, start_server):
         # Its messages fit within the limit too: with --max-message 0 they are empty.
         assert served(server, other, b"the other client, before"[:limit]), server.output()
         exact = echo_message(bytes(i % 251 for i in range(limit)))
-        assert echoed(server, client, exact, "a payload of exactly --max-message") == exact, \
+        assert harness.echoed(server, client, exact, "a payload of exactly --max-message") == exact, \
             server.output()
         client.sendall(message_header(limit + 1))
         assert harness.how_closed(client) == "reset", (

@@ -40,8 +40,8 @@ import pytest
 
 import chapters
 import harness
-from harness import (CLIENT_TIMEOUT, ECHO_TYPE, JOIN_TYPE, MESSAGE_TYPE, NOTICE_TYPE, SAY_TYPE,
-                     client_number, connect, echo, echo_message, how_closed, message,
+from harness import (CLIENT_TIMEOUT, ECHO_TYPE, JOIN_TYPE, MESSAGE_TYPE, NOTICE_TYPE,
+                     SAY_TYPE, client_number, connect, echo_message, how_closed, message,
                      message_header, random_source, receive_exactly, receive_message,
                      still_open)
 
@@ -87,20 +87,11 @@ def closed_within(server, client, seconds, what):
     return closed
 
 
-def echoed(server, client, data, what):
-    """What comes back for DATA sent on CLIENT (harness.echo); fails the test, saying
-    WHAT was under way, if the server ends the connection instead."""
-    try:
-        return echo(client, data)
-    except OSError as e:
-        pytest.fail("%s: %r instead of the echo\n%s" % (what, e, server.output()))
-
-
 def round_trip(server, client, rng, what):
     """One echo message of a random payload on CLIENT; asserts it comes back exact and
     returns its size (what the server sent)."""
     sent = echo_message(rng.randbytes(rng.randint(*ACTIVE_SIZES)))
-    back = echoed(server, client, sent, what)
+    back = harness.echoed(server, client, sent, what)
     assert back == sent, ("%s: sent %d bytes, %d came back%s" % (
         what, len(sent), len(back), "" if len(back) < len(sent) else ", changed"),
         server.output())
