@@ -1068,6 +1068,33 @@ def _percentile(ordered, fraction):
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
+def disconnect_reasons(lines):
+    """How many clients each reason ended, from the server's disconnected LINES, and the
+    lines in which it refused one."""
+    reasons = {}
+    refused = []
+    for line in lines:
+        match = DISCONNECTED.match(line)
+        if match:
+            reasons[match.group("reason")] = reasons.get(match.group("reason"), 0) + 1
+        elif REFUSED.match(line):
+            refused.append(line)
+    return reasons, refused
+
+
+def connect_all(server, chapter, load, connections):
+    """Once SERVER is ready for clients, connects the load's CONNECTIONS and waits until the
+    server has printed a connected line for each."""
+    port = server.port
+    server.wait_for(r"^\d+ worker threads waiting on the port")
+    if chapter.has("acceptex"):
+        server.wait_for(r"^\d+ accepts posted on the listener$")
+    load.connect(port, connections)
+    server.wait_until(
+        lambda lines: sum(1 for l in lines if CONNECTED.match(l)) >= connections,
+        timeout=30, what="%d 'client N connected' lines" % connections)
+
+
 def run_chapter(chapter, load, size, connections, warmup, seconds, prefix):
     """One fresh server of CHAPTER under one load; returns the measurement, with what the
     server did that is worth a look in "odd" and what it did wrong in "failed"."""
@@ -1076,14 +1103,7 @@ def run_chapter(chapter, load, size, connections, warmup, seconds, prefix):
     framed = chapter.has("messages")
     with harness.Server(chapter.exe, SERVER_ARGS + chapter.message_options(size)) as server:
         try:
-            port = server.port
-            server.wait_for(r"^\d+ worker threads waiting on the port")
-            if chapter.has("acceptex"):
-                server.wait_for(r"^\d+ accepts posted on the listener$")
-            load.connect(port, connections)
-            server.wait_until(
-                lambda lines: sum(1 for l in lines if CONNECTED.match(l)) >= connections,
-                timeout=30, what="%d 'client N connected' lines" % connections)
+            connect_all(server, chapter, load, connections)
             wineserver = wineserver_pid(prefix)
             groups = {"client": load.pids, "server": [server.process.pid]}
             groups["wineserver"] = [wineserver] if wineserver else []
@@ -1095,31 +1115,13 @@ def run_chapter(chapter, load, size, connections, warmup, seconds, prefix):
         except AssertionError as e:
             raise Failed("%s: %s" % (chapter.name, e)) from None
         lines = list(server.stdout)
-        reasons = {}
-        for line in lines:
-            match = DISCONNECTED.match(line)
-            if match:
-                reasons[match.group("reason")] = reasons.get(match.group("reason"), 0) + 1
-            elif REFUSED.match(line):
-                odd.append("refused a client: %s" % line)
+        reasons, refused = disconnect_reasons(lines)
+        odd += ["refused a client: %s" % line for line in refused]
         for reason, times in sorted(reasons.items()):
             if reason != "peer closed the connection":
                 odd.append("%d clients disconnected with: %s" % (times, reason))
-        summary = [SUMMARY.match(l) for l in lines if SUMMARY.match(l)]
-        failed = []
-        if code != 0:
-            failed.append("exit code %s after quit" % code)
-        if server.stderr:
-            failed.append("printed on stderr: %s" % " | ".join(server.stderr[:5]))
-        if not summary:
-            failed.append("printed no 'connections served' line")
-        else:
-            served, echoed = int(summary[0].group("served")), int(summary[0].group("bytes"))
-            if served != connections:
-                failed.append("served %d connections, not %d" % (served, connections))
-            if echoed != result["verified"]:
-                failed.append("counted %d bytes echoed; the clients got %d back" % (
-                    echoed, result["verified"]))
+        failed = check_exit(server, code, lines, connections, result["verified"],
+                            "the clients got %d back")
     result["odd"] = odd
     result["failed"] = failed
     return result
@@ -1167,14 +1169,7 @@ def run_chat(chapter, load, members, size, warmup, seconds, prefix):
     failed = []
     with harness.Server(chapter.exe, _chat_server_args(chapter, size)) as server:
         try:
-            port = server.port
-            server.wait_for(r"^\d+ worker threads waiting on the port")
-            if chapter.has("acceptex"):
-                server.wait_for(r"^\d+ accepts posted on the listener$")
-            load.connect(port, members)
-            server.wait_until(
-                lambda lines: sum(1 for l in lines if CONNECTED.match(l)) >= members,
-                timeout=30, what="%d 'client N connected' lines" % members)
+            connect_all(server, chapter, load, members)
             joined = load.chat_join(members, size)
             wineserver = wineserver_pid(prefix)
             groups = {"client": load.pids, "server": [server.process.pid],
@@ -1187,13 +1182,8 @@ def run_chat(chapter, load, members, size, warmup, seconds, prefix):
             raise Failed("%s: %s" % (chapter.name, e)) from None
         closed = load.chat_close(CHAT_DRAIN_SECONDS)
         lines = list(server.stdout)
-    reasons = {}
-    for line in lines:
-        match = DISCONNECTED.match(line)
-        if match:
-            reasons[match.group("reason")] = reasons.get(match.group("reason"), 0) + 1
-        elif REFUSED.match(line):
-            failed.append("refused a member: %s" % line)
+    reasons, refused = disconnect_reasons(lines)
+    failed += ["refused a member: %s" % line for line in refused]
     dropped = sum(times for reason, times in reasons.items() if reason.startswith(TOO_SLOW))
     for reason, times in sorted(reasons.items()):
         if reason.startswith(TOO_SLOW):
@@ -1203,19 +1193,7 @@ def run_chat(chapter, load, members, size, warmup, seconds, prefix):
             failed.append("%d members disconnected with: %s" % (times, reason))
     phases = joined + answers + closed
     received = _sum(phases, "received")
-    summary = [SUMMARY.match(l) for l in lines if SUMMARY.match(l)]
-    if code != 0:
-        failed.append("exit code %s after quit" % code)
-    if server.stderr:
-        failed.append("printed on stderr: %s" % " | ".join(server.stderr[:5]))
-    if not summary:
-        failed.append("printed no 'connections served' line")
-    else:
-        served, sent = int(summary[0].group("served")), int(summary[0].group("bytes"))
-        if served != members:
-            failed.append("served %d connections, not %d" % (served, members))
-        if sent != received:
-            failed.append("counted %d bytes sent; the members read %d" % (sent, received))
+    failed += check_exit(server, code, lines, members, received, "the members read %d")
     latencies = array.array("d")
     for answer in answers:
         latencies.extend(answer["latencies"])
@@ -1546,48 +1524,38 @@ def main_chat(args):
     results = {n: [] for n in names}
     total = args.repeat * len(names)
     done = 0
-    problems = []
-    odd = []
     started = time.monotonic()
     session = wine_session_for(prefix, args.client_processes, total,
                                args.warmup + args.seconds + 2)
-    try:
-        with session:
-            for repetition in range(1, args.repeat + 1):
-                per_read = float("nan")
-                for name in names:
-                    chapter = next((c for c in chat_list if c.name == name), None)
-                    if chapter:
-                        result = run_chat(chapter, load, members, size, args.warmup,
-                                          args.seconds, prefix)
-                        per_read = result["frames_per_read"]
-                    elif name == echo:
-                        result = run_chapter(baseline, load, size, members, args.warmup,
-                                             args.seconds, prefix)
-                    elif name == "native":
-                        result = run_native(native, load, size, members, args.warmup,
-                                            args.seconds)
-                    else:
-                        result = run_capacity(source, load, members, size, args.warmup,
-                                              args.seconds, per_read)
-                    results[name].append(result)
-                    done += 1
-                    print(_chat_progress(done, total, repetition, name, members, result),
-                          file=sys.stderr, flush=True)
-                    where = "%s, repetition %d" % (name, repetition)
-                    problems += ["%s: %s" % (where, p)
-                                 for p in result["problems"] + result["failed"]]
-                    odd += ["%s: %s" % (where, o) for o in result["odd"]]
-    except (Failed, RuntimeError) as e:
-        print("bench.py: stopped: %s" % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench.py: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        source.close()
-        native.close()
-        load.close()
+
+    def rounds():
+        nonlocal done
+        for repetition in range(1, args.repeat + 1):
+            per_read = float("nan")
+            for name in names:
+                chapter = next((c for c in chat_list if c.name == name), None)
+                if chapter:
+                    result = run_chat(chapter, load, members, size, args.warmup,
+                                      args.seconds, prefix)
+                    per_read = result["frames_per_read"]
+                elif name == echo:
+                    result = run_chapter(baseline, load, size, members, args.warmup,
+                                         args.seconds, prefix)
+                elif name == "native":
+                    result = run_native(native, load, size, members, args.warmup,
+                                        args.seconds)
+                else:
+                    result = run_capacity(source, load, members, size, args.warmup,
+                                          args.seconds, per_read)
+                results[name].append(result)
+                done += 1
+                print(_chat_progress(done, total, repetition, name, members, result),
+                      file=sys.stderr, flush=True)
+                yield "%s, repetition %d" % (name, repetition), result
+
+    problems, odd, code = collect(session, rounds(), [source, native, load])
+    if code is not None:
+        return code
     out = sys.stdout
     report_chat(args, chat_list, baseline, results, out)
     chat_runs = [r for c in chat_list for r in results[c.name]] + results[capacity]
@@ -1709,6 +1677,52 @@ def wine_session_for(prefix, processes, total, seconds_each):
     return contextlib.nullcontext() if already else harness.wine_session()
 
 
+def check_exit(server, code, lines, connections, received, what_received):
+    """What is wrong with how the server ended after quit: its exit code, anything on
+    stderr, and its summary, which must count CONNECTIONS and the RECEIVED bytes (said as
+    WHAT_RECEIVED % RECEIVED when they differ). An empty list when nothing is."""
+    failed = []
+    summary = [SUMMARY.match(l) for l in lines if SUMMARY.match(l)]
+    if code != 0:
+        failed.append("exit code %s after quit" % code)
+    if server.stderr:
+        failed.append("printed on stderr: %s" % " | ".join(server.stderr[:5]))
+    if not summary:
+        failed.append("printed no 'connections served' line")
+        return failed
+    served, sent = int(summary[0].group("served")), int(summary[0].group("bytes"))
+    if served != connections:
+        failed.append("served %d connections, not %d" % (served, connections))
+    if sent != received:
+        failed.append("counted %d bytes sent; %s" % (sent, what_received % received))
+    return failed
+
+
+def collect(session, runs, closers):
+    """Takes, inside SESSION, every (where, result) that RUNS yields as each run ends, and
+    returns the problems and odd things the results report, with None; or, once a run
+    cannot go on or the user interrupts (said on stderr), with the exit code instead.
+    Closes CLOSERS either way."""
+    problems = []
+    odd = []
+    try:
+        with session:
+            for where, result in runs:
+                problems += ["%s: %s" % (where, p)
+                             for p in result["problems"] + result["failed"]]
+                odd += ["%s: %s" % (where, o) for o in result["odd"]]
+    except (Failed, RuntimeError) as e:
+        print("bench.py: stopped: %s" % e, file=sys.stderr)
+        return problems, odd, 1
+    except KeyboardInterrupt:
+        print("bench.py: interrupted", file=sys.stderr)
+        return problems, odd, 130
+    finally:
+        for closer in closers:
+            closer.close()
+    return problems, odd, None
+
+
 def find_chapters(names, feature="echo"):
     found = []
     for name in names:
@@ -1745,49 +1759,40 @@ def main(argv):
     results = {(s, c): {n: [] for n in names} for s in args.sizes for c in args.connections}
     total = args.repeat * len(results) * len(names)
     done = 0
-    problems = []
-    odd = []
     started = time.monotonic()
     session = wine_session_for(prefix, args.client_processes, total,
                                args.warmup + args.seconds + 1.5)
-    try:
-        with session:
-            for repetition in range(1, args.repeat + 1):
-                for size in args.sizes:
-                    for connections in args.connections:
-                        for chapter in chapter_list + [None]:
-                            name = chapter.name if chapter else "native"
-                            if chapter:
-                                result = run_chapter(chapter, load, size, connections,
-                                                     args.warmup, args.seconds, prefix)
-                            else:
-                                result = run_native(native, load, size, connections,
-                                                    args.warmup, args.seconds)
-                            results[(size, connections)][name].append(result)
-                            done += 1
-                            cpu = result["cpu"]
-                            print("[%2d/%d] rep %d %-20s %7s x %3d: %8s msgs/s, p99 %6s ms, "
-                                  "%d errors; CPU %s%s" % (
-                                      done, total, repetition, name, _size_name(size),
-                                      connections, _rate(result["rate"]), _ms(result["p99"]),
-                                      result["errors"], " ".join(
-                                          "%s %.2f" % (g, cpu[g]) for g in CPU_GROUPS),
-                                      "".join("; " + o for o in result["odd"] + result["failed"])),
-                                  file=sys.stderr, flush=True)
-                            where = "%s, %s x %d, repetition %d" % (
-                                name, _size_name(size), connections, repetition)
-                            problems += ["%s: %s" % (where, p)
-                                         for p in result["problems"] + result["failed"]]
-                            odd += ["%s: %s" % (where, o) for o in result["odd"]]
-    except (Failed, RuntimeError) as e:
-        print("bench.py: stopped: %s" % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench.py: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        native.close()
-        load.close()
+
+    def rounds():
+        nonlocal done
+        for repetition in range(1, args.repeat + 1):
+            for size in args.sizes:
+                for connections in args.connections:
+                    for chapter in chapter_list + [None]:
+                        name = chapter.name if chapter else "native"
+                        if chapter:
+                            result = run_chapter(chapter, load, size, connections,
+                                                 args.warmup, args.seconds, prefix)
+                        else:
+                            result = run_native(native, load, size, connections,
+                                                args.warmup, args.seconds)
+                        results[(size, connections)][name].append(result)
+                        done += 1
+                        cpu = result["cpu"]
+                        print("[%2d/%d] rep %d %-20s %7s x %3d: %8s msgs/s, p99 %6s ms, "
+                              "%d errors; CPU %s%s" % (
+                                  done, total, repetition, name, _size_name(size),
+                                  connections, _rate(result["rate"]), _ms(result["p99"]),
+                                  result["errors"], " ".join(
+                                      "%s %.2f" % (g, cpu[g]) for g in CPU_GROUPS),
+                                  "".join("; " + o for o in result["odd"] + result["failed"])),
+                              file=sys.stderr, flush=True)
+                        yield "%s, %s x %d, repetition %d" % (
+                            name, _size_name(size), connections, repetition), result
+
+    problems, odd, code = collect(session, rounds(), [native, load])
+    if code is not None:
+        return code
     out = sys.stdout
     verdicts = report(args, chapter_list, results, out)
     errors = sum(r["errors"] for runs in results.values() for rs in runs.values() for r in rs)
