@@ -34,8 +34,9 @@ static void send_error(struct chat *chat, struct room_member *member, const char
 
 /*
  * Queues one message, `lead` then `text`, to every member of the room, the sender too. A
- * member whose queue it would take past max_queued is ended there and then as a slow
- * consumer: the others never wait for it. No lock is held while queueing.
+ * member whose queue holds bytes not yet sent, and which it would take past max_queued, is
+ * ended there and then as a slow consumer: the others never wait for it. No lock is held
+ * while queueing.
  */
 static void broadcast(struct chat *chat, unsigned type, const char *lead, size_t lead_length,
                       const void *text, size_t length)

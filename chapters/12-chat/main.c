@@ -11,7 +11,8 @@
  * its lock; a broadcast takes a snapshot, holding a reference on each member so that none
  * can be freed, and queues to each after leaving the lock, so no member's send waits on
  * another's. A member that does not read falls behind: when a message would take its
- * queue past --max-queued it is disconnected as a slow consumer, and no one waits for it.
+ * queue, not yet empty, past --max-queued, it is disconnected as a slow consumer, and no
+ * one waits for it.
  *
  * Everything else is chapter 11's: the accepts of common/acceptex.c under their own key,
  * the per-socket context as each client's key, the per-I/O contexts with their
@@ -335,8 +336,9 @@ static int hold_member(struct room_member *member)
 
 /*
  * Queues one message, `lead` then `text`, to every member of the room, the sender too. A
- * member whose queue it would take past --max-queued is ended there and then as a slow
- * consumer: the others never wait for it. No lock is held while queueing.
+ * member whose queue holds bytes not yet sent, and which it would take past --max-queued, is
+ * ended there and then as a slow consumer: the others never wait for it. No lock is held
+ * while queueing.
  */
 static void broadcast(struct server *server, unsigned type, const char *lead, DWORD lead_length,
                       const void *text, DWORD length)
