@@ -70,4 +70,5 @@ def test_quit_a_second_after_ten_thousand_clients_closed(chapter, start_server):
     ids = sorted(int(m.group("id")) for m in disconnected)
     assert ids == list(range(1, len(connected) + 1)), (
         "%d disconnected lines for %d clients served" % (len(ids), len(connected)))
-    assert disconnected[-1].group("live") == "0", server.output()
+    # Printed outside the pool's lock, the live counts may come out of order: one saw 0.
+    assert "0" in [m.group("live") for m in disconnected], server.output()

@@ -80,8 +80,10 @@ def test_stops_quickly_with_traffic_flowing(chapter, way, reason, start_server):
     lines = server.stdout
     assert "stopping: %s" % reason in lines, server.output()
     assert count(lines, DISCONNECTED) == CLIENTS, server.output()
-    assert DISCONNECTED.match([l for l in lines if DISCONNECTED.match(l)][-1]).group("live") \
-        == "0", server.output()
+    # Each release prints outside the pool's lock, so the live counts may come out of order;
+    # what holds is that one of them saw the pool empty.
+    lives = [m.group("live") for m in map(DISCONNECTED.match, lines) if m]
+    assert "0" in lives, server.output()
     summary = SUMMARY.match(lines[-1])
     assert summary, ("the summary is not the last line", server.output())
     assert int(summary.group("connections")) == CLIENTS, server.output()
