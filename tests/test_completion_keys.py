@@ -24,19 +24,28 @@ def test_each_client_has_its_own_key_on_the_one_port(chapter, start_server):
     port_handle = server.wait_for(CREATED).group("handle")
     clients = [connect(server.port) for _ in range(CLIENTS)]
     try:
-        # Each client's two lines: connected, then associated, with the same id.
+        # Each client's two lines, connected and then associated, with the same id. Two
+        # workers may admit two clients at once (AcceptEx), so pairs can interleave: each
+        # associated line is matched to its client's connected line by id.
         ids_by_port = {}
         keys = {}
+        connected_ids = []
         for _ in clients:
             connected = server.wait_for(CONNECTED)
-            associated = server.wait_for(ASSOCIATED)
-            assert associated.group("id") == connected.group("id"), server.output()
             ids_by_port[int(connected.group("port"))] = connected.group("id")
+            connected_ids.append(connected.group("id"))
+        pairs = server.wait_until(
+            lambda lines: [m for m in map(re.compile(ASSOCIATED).match, lines) if m]
+            if sum(bool(re.match(ASSOCIATED, l)) for l in lines) >= CLIENTS else None,
+            what="%d associated lines" % CLIENTS)
+        for associated in pairs:
+            assert associated.group("id") in connected_ids, server.output()
             assert associated.group("handle") == port_handle, (
                 "client %s is associated with %s, not the port created (%s)" % (
                     associated.group("id"), associated.group("handle"), port_handle),
                 server.output())
             keys[associated.group("id")] = associated.group("key")
+        assert sorted(keys) == sorted(connected_ids), server.output()
         assert sorted(ids_by_port) == sorted(local_port(c) for c in clients), server.output()
         assert len(set(keys.values())) == CLIENTS, ("two clients share a completion key",
                                                     keys, server.output())
