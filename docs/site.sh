@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds the tutorial's Doxygen site (`make docs`): README.md as the main page, each
 # chapter's notes as a page in chapter order with links to the previous and next chapter,
-# the API reference of common/, every program's source, and call graphs.
+# the same in Korean (README.ko.md, with docs/glossary.ko.md), the API reference of
+# common/, every program's source, and call graphs.
 #
 #   sh docs/site.sh build OUT     check the notes' links, write the glue under OUT, run
 #                                 doxygen (OUT/html), then resolve and check the links
@@ -10,11 +11,10 @@
 # Nothing in chapters/ is edited: what the pages need is added on the way into doxygen by
 # the filter (FILTER_PATTERNS in docs/Doxyfile), which leaves the line numbers of
 # doxygen's warnings as they are in the files. The notes are written for GitHub, with
-# links relative to the file they are in; the filter keeps the links to other notes
-# (doxygen resolves those) and marks every other one as $MARK<path from the root>. After
-# doxygen has run, each marked link goes to the page that shows that file (its
-# documentation or its browsable source, from doxygen's XML index), or to a copy of the
-# file under html/repo/. A link to a file that does not exist fails the build, and so
+# links relative to the file they are in; the filter marks each one as $MARK<path from
+# the root>. After doxygen has run, each marked link goes to the page that shows that
+# file (a page of notes by its name, the documentation or browsable source of a program
+# from doxygen's XML index), or to a copy of the file under html/repo/. A link to a file that does not exist fails the build, and so
 # does any link in the finished pages that leads nowhere.
 set -eu
 LC_ALL=C
@@ -39,28 +39,42 @@ chapter_dirs() {
     return 0
 }
 
-# The chapters that have notes, in order: chapters/NN-topic/README.md.
+# chapter_notes [NAME]: the chapters that have notes, in order: chapters/NN-topic/NAME
+# (README.md, the English notes, unless NAME is README.ko.md, the Korean ones).
 chapter_notes() {
+    name=${1:-README.md}
     chapter_dirs | while read -r dir; do
-        [ -f "$dir/README.md" ] && echo "$dir/README.md"
+        [ -f "$dir/$name" ] && echo "$dir/$name"
     done
     return 0
 }
 
-# Every Markdown file that becomes a page, as a path from the root, one per line.
+# Every Markdown file that becomes a page, as a path from the root, one per line: the
+# English notes, then their Korean edition and its glossary.
 markdown_inputs() {
     [ -f README.md ] && echo README.md
     [ -f docs/README.md ] && echo docs/README.md
     chapter_notes
+    [ -f README.ko.md ] && echo README.ko.md
+    [ -f docs/glossary.ko.md ] && echo docs/glossary.ko.md
+    chapter_notes README.ko.md
 }
 
-# label NOTES: the page name of a chapter's notes: the {#label} its first line gives,
-# else chapterNN.
+# label NOTES: the page name of a Markdown page: the {#label} its first line gives, else
+# chapterNN for a chapter's notes, chapterNN_ko for their Korean edition, index_ko for
+# the Korean README.ko.md and glossary_ko for the glossary.
 label() {
     first=$(sed -n 1p "$1")
     case "$first" in
     *'{#'*'}'*) echo "$first" | sed 's/.*{#\([^}]*\)}.*/\1/' ;;
-    *) echo "chapter$(basename "$(dirname "$1")" | cut -c1-2)" ;;
+    *)
+        case "$1" in
+        README.ko.md) echo index_ko ;;
+        docs/glossary.ko.md) echo glossary_ko ;;
+        */README.ko.md) echo "chapter$(basename "$(dirname "$1")" | cut -c1-2)_ko" ;;
+        *) echo "chapter$(basename "$(dirname "$1")" | cut -c1-2)" ;;
+        esac
+        ;;
     esac
 }
 
@@ -71,7 +85,7 @@ label() {
 # reference definitions, and src/href attributes of inline HTML; it skips code spans, and
 # code blocks, fenced or indented, which the filter copies as they are (doxygen shows them
 # as they are, so an escape there would show as text). -v md=PATH of the file from the
-# root; -v pages="|a.md|b.md|": the Markdown pages; -v mark=$MARK.
+# root; -v mark=$MARK.
 LINKS_AWK='
 function dirname_of(path,   i) {
     for (i = length(path); i > 0; i--)
@@ -128,8 +142,6 @@ function rewrite(target,   anchor, path, i, resolved) {
     resolved = resolve(path)
     if (resolved == "../")
         return target   # the check has already failed the build
-    if (index(pages, "|" resolved "|") > 0)
-        return path      # a page: doxygen resolves it (an anchor would hide it from doxygen)
     if (resolved == "")
         resolved = "."
     return mark resolved anchor
@@ -241,13 +253,19 @@ function links(block,   out, i, n, c, run, rest, j, k, depth, target, close_at, 
             close_at = 0
             continue
         }
-        # Emphasis that opens on a code span (**`name`**): doxygen 1.9.4 leaves the stars
-        # as they are, so it becomes HTML.
+        # Emphasis that doxygen 1.9.4 leaves as stars becomes HTML: one that opens on a
+        # code span (**`name`**), and one that a letter beyond ASCII follows at once, as a
+        # Korean particle does (*클라이언트*가), which doxygen takes for a star inside a word.
         if (mode == "rewrite" && close_at == 0 && (c == "*" || c == "_")) {
             run = (substr(block, i + 1, 1) == c) ? c c : c
-            if (substr(block, i + length(run), 1) == "`" &&
+            t = substr(block, i + length(run), 1)
+            if (t != "" && t !~ /[ \t\n*_]/ &&
                 (i == 1 || substr(block, i - 1, 1) !~ /[*_A-Za-z0-9]/)) {
                 k = closing_run(block, i + length(run), run)
+                if (k > 0 && substr(block, k - 1, 1) ~ /[ \t\n]/)
+                    k = 0
+                if (k > 0 && t != "`" && !(c == "*" && substr(block, k + length(run), 1) > "\177"))
+                    k = 0
                 if (k > 0) {
                     out = out (length(run) == 2 ? "<b>" : "<em>")
                     close_at = k
@@ -446,11 +464,6 @@ BEGIN {
 END { flush() }
 '
 
-pages_list() { # the Markdown pages as "|a.md|b.md|", for the scanner
-    printf '|'
-    markdown_inputs | tr '\n' '|'
-}
-
 # --- the filter -----------------------------------------------------------------------
 filter() {
     file=$1
@@ -460,7 +473,7 @@ filter() {
     esac
     first=$(sed -n 1p "$file")
     case "$md" in
-    chapters/[0-9][0-9]-*/README.md)
+    chapters/[0-9][0-9]-*/README.md | chapters/[0-9][0-9]-*/README.ko.md)
         # A stable page name on the title line, and the links to the neighbours at the end.
         case "$first" in
         *'{#'*) heading=$first ;;
@@ -469,32 +482,47 @@ filter() {
         {
             echo "$heading"
             sed 1d "$file"
-        } | awk -v mode=rewrite -v md="$md" -v pages="$(pages_list)" -v mark="$MARK" "$LINKS_AWK"
+        } | awk -v mode=rewrite -v md="$md" -v mark="$MARK" "$LINKS_AWK"
         navigation "$md"
         ;;
-    docs/README.md)
+    docs/README.md | README.ko.md | docs/glossary.ko.md)
+        case "$md" in
+        docs/README.md) name=docs_site ;;
+        *) name=$(label "$md") ;;
+        esac
         case "$first" in
         '# '*'{#'*) heading=$first ;;
-        '# '*) heading="$first {#docs_site}" ;;
+        '# '*) heading="$first {#$name}" ;;
         *) heading=$first ;;
         esac
         {
             echo "$heading"
             sed 1d "$file"
-        } | awk -v mode=rewrite -v md="$md" -v pages="$(pages_list)" -v mark="$MARK" "$LINKS_AWK"
+        } | awk -v mode=rewrite -v md="$md" -v mark="$MARK" "$LINKS_AWK"
         ;;
     *)
-        awk -v mode=rewrite -v md="$md" -v pages="$(pages_list)" -v mark="$MARK" "$LINKS_AWK" "$file"
+        awk -v mode=rewrite -v md="$md" -v mark="$MARK" "$LINKS_AWK" "$file"
         ;;
     esac
 }
 
-# navigation NOTES: the line under a chapter's notes that leads to the chapters around it.
+# navigation NOTES: the line under a chapter's notes that leads to the chapters around it,
+# in the language of the notes.
 navigation() {
     previous=""
     next=""
     found=""
-    for notes in $(chapter_notes); do
+    case "$1" in
+    *.ko.md)
+        name=README.ko.md list=chapters_ko all="모든 장"
+        w_previous="← 이전:" w_program="프로그램:" w_next="다음:"
+        ;;
+    *)
+        name=README.md list=chapters all="All chapters"
+        w_previous="← Previous:" w_program="The program:" w_next="Next:"
+        ;;
+    esac
+    for notes in $(chapter_notes "$name"); do
         if [ -n "$found" ]; then
             next=$notes
             break
@@ -506,11 +534,11 @@ navigation() {
         fi
     done
     line=""
-    [ -n "$previous" ] && line="← Previous: @ref $(label "$previous") · "
-    line="$line@ref chapters \"All chapters\""
+    [ -n "$previous" ] && line="$w_previous @ref $(label "$previous") · "
+    line="$line@ref $list \"$all\""
     [ -f "$(dirname "$1")/main.c" ] &&
-        line="$line · The program: [$(dirname "$1")/main.c]($MARK$(dirname "$1")/main.c)"
-    [ -n "$next" ] && line="$line · Next: @ref $(label "$next") →"
+        line="$line · $w_program [$(dirname "$1")/main.c]($MARK$(dirname "$1")/main.c)"
+    [ -n "$next" ] && line="$line · $w_next @ref $(label "$next") →"
     printf '\n\n---\n\n%s\n' "$line"
 }
 
@@ -521,7 +549,8 @@ navigation() {
 # goes to the list of chapters, where any other link to a missing file fails the build.
 unwritten_notes() {
     case "$1" in
-    chapters/[0-9][0-9]-*/README.md) [ -d "$(dirname "$1")" ] && [ ! -e "$1" ] ;;
+    chapters/[0-9][0-9]-*/README.md | chapters/[0-9][0-9]-*/README.ko.md)
+        [ -d "$(dirname "$1")" ] && [ ! -e "$1" ] ;;
     *) return 1 ;;
     esac
 }
@@ -564,7 +593,7 @@ check_markdown() {
             esac
             ;;
         esac
-        awk -v mode=check -v md="$md" -v pages="" "$LINKS_AWK" "$md" >"$out/links.tsv"
+        awk -v mode=check -v md="$md" "$LINKS_AWK" "$md" >"$out/links.tsv"
         while IFS="$(printf '\t')" read -r number target path; do
             if [ "$path" = "../" ]; then
                 echo "$md:$number: the link '$target' leads out of the repository" >&2
@@ -606,7 +635,26 @@ write_chapters_page() {
                     "[$dir/main.c]($MARK$dir/main.c)."
             fi
         done
+        [ -f README.ko.md ] && printf '\n한국어: @ref chapters_ko\n'
     } >"$out/src/chapters.md"
+    [ -f README.ko.md ] || return 0
+    {
+        echo "# 장 목록 {#chapters_ko}"
+        echo
+        echo "장마다 완결된 프로그램 \`chapters/NN-topic/main.c\`와 그 노트가 있습니다."
+        echo "앞 장 위에 다음 장을 쌓으므로 차례대로 읽으세요. 용어는 @ref glossary_ko 에 있습니다."
+        echo
+        for dir in $(chapter_dirs); do
+            if [ -f "$dir/README.ko.md" ]; then
+                echo "- @subpage $(label "$dir/README.ko.md")"
+            else
+                echo "- $(basename "$dir"): 한국어 노트가 아직 없습니다. 프로그램은" \
+                    "[$dir/main.c]($MARK$dir/main.c)입니다."
+            fi
+        done
+        echo
+        echo "English: @ref chapters"
+    } >"$out/src/chapters_ko.md"
 }
 
 write_main_page() { # when README.md is not there yet
@@ -630,6 +678,11 @@ write_doxyfile() {
     fi
     inputs="$inputs \"$out/src/chapters.md\""
     [ -f docs/README.md ] && inputs="$inputs \"$root/docs/README.md\""
+    # The Korean edition: the chapters' README.ko.md come in with chapters/.
+    for md in README.ko.md docs/glossary.ko.md; do
+        [ -f "$md" ] && inputs="$inputs \"$root/$md\""
+    done
+    [ -f README.ko.md ] && inputs="$inputs \"$out/src/chapters_ko.md\""
     for dir in common chapters tools; do
         [ -d "$dir" ] && inputs="$inputs \"$root/$dir\""
     done
@@ -655,6 +708,16 @@ page_for() {
     [ "$path" = "$target" ] || anchor="#${target#*#}"
     if [ "$path" = "." ]; then
         echo "index.html"
+        return
+    fi
+    # A Markdown page: its page by name, which doxygen 1.9.4 cannot give it, as it takes a
+    # link to README.ko.md for a link to any file of that name.
+    if markdown_inputs | grep -qxF "$path"; then
+        case "$path" in
+        README.md) echo "index.html" ;;
+        docs/README.md) echo "docs_site.html" ;;
+        *) echo "$(label "$path").html" ;;
+        esac
         return
     fi
     # A folder whose README.md is a page: that page, as on GitHub.

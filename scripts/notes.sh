@@ -15,7 +15,7 @@
 #
 # A chapter whose README.md lacks the two marker lines, or that has no README.md at all,
 # is reported in both modes (and makes the exit code 1): add the markers where the diff
-# belongs. Needs only POSIX sh, diff, cmp and awk, so it runs in MSYS2 too.
+# belongs. A chapter's Korean notes, README.ko.md, get the same section as its README.md. Needs only POSIX sh, diff, cmp and awk, so it runs in MSYS2 too.
 set -eu
 
 BEGIN_MARKER='<!-- what-changed:begin -->'
@@ -85,6 +85,33 @@ splice() {
     ' "$1"
 }
 
+# refresh README SHOWN PREVIOUS: checks (or rewrites) README's section against $tmp/section.
+refresh() {
+    status=0
+    splice "$1" "$tmp/section" >"$tmp/readme" || status=$?
+    case $status in
+    0)
+        if ! cmp -s "$tmp/readme" "$1"; then
+            if [ "$check" = 1 ]; then
+                echo "stale: $2 (what changed from $3)"
+                problems=$((problems + 1))
+            else
+                cat "$tmp/readme" >"$1"
+                echo "updated: $2 (what changed from $3)"
+                updated=$((updated + 1))
+            fi
+        fi ;;
+    3)
+        echo "missing: $2 has no '$BEGIN_MARKER' / '$END_MARKER' lines"
+        problems=$((problems + 1)) ;;
+    *)
+        echo "missing: $2 has its what-changed markers out of order, doubled or unclosed"
+        problems=$((problems + 1)) ;;
+    esac
+}
+
+# Each chapter's English notes, and its Korean notes (README.ko.md) where they exist: both
+# hold the same section (tests/test_korean.py checks that every chapter has both).
 previous=""
 checked=0
 problems=0
@@ -97,37 +124,19 @@ for dir in "$chapters_dir"/*/; do
         previous=$name # the first chapter has nothing to compare with
         continue
     fi
-    checked=$((checked + 1))
-    readme=$dir/README.md
-    shown=$shown_dir/$name/README.md
-    if [ ! -f "$readme" ]; then
-        echo "missing: $shown does not exist"
+    if [ ! -f "$dir/README.md" ]; then
+        checked=$((checked + 1))
+        echo "missing: $shown_dir/$name/README.md does not exist"
         problems=$((problems + 1))
         previous=$name
         continue
     fi
     section "$previous" "$name" >"$tmp/section"
-    status=0
-    splice "$readme" "$tmp/section" >"$tmp/readme" || status=$?
-    case $status in
-    0)
-        if ! cmp -s "$tmp/readme" "$readme"; then
-            if [ "$check" = 1 ]; then
-                echo "stale: $shown (what changed from $previous)"
-                problems=$((problems + 1))
-            else
-                cat "$tmp/readme" >"$readme"
-                echo "updated: $shown (what changed from $previous)"
-                updated=$((updated + 1))
-            fi
-        fi ;;
-    3)
-        echo "missing: $shown has no '$BEGIN_MARKER' / '$END_MARKER' lines"
-        problems=$((problems + 1)) ;;
-    *)
-        echo "missing: $shown has its what-changed markers out of order, doubled or unclosed"
-        problems=$((problems + 1)) ;;
-    esac
+    for readme in README.md README.ko.md; do
+        [ -f "$dir/$readme" ] || continue
+        checked=$((checked + 1))
+        refresh "$dir/$readme" "$shown_dir/$name/$readme" "$previous"
+    done
     previous=$name
 done
 

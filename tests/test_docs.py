@@ -2,7 +2,8 @@
 
 `make docs` must succeed (doxygen fails it on any warning: an undocumented function in
 common/, a broken link in the notes), and give a page per chapter with notes, in order,
-each linking to its neighbours. The diagram SVGs must be rendered from their .dot files
+each linking to its neighbours, in English and in Korean (README.ko.md), each page
+linking to its other language. The diagram SVGs must be rendered from their .dot files
 as they are now.
 """
 
@@ -14,6 +15,8 @@ import shutil
 import subprocess
 
 import pytest
+
+from markdown_blocks import markdown_code
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HTML = os.path.join(ROOT, "build", "docs", "html")
@@ -32,10 +35,15 @@ def required_diagrams():
     return sorted(set(names))
 
 
-def chapter_notes():
-    """(number, folder, title) of every chapter with notes, in order."""
+# The pages of each language: (notes file, suffix of its chapter pages, list of chapters).
+LANGUAGES = {"en": ("README.md", "", "chapters.html"),
+             "ko": ("README.ko.md", "_ko", "chapters_ko.html")}
+
+
+def chapter_notes(name="README.md"):
+    """(number, folder, title) of every chapter with notes NAME, in order."""
     notes = []
-    for readme in sorted(glob.glob(os.path.join(ROOT, "chapters", "[0-9][0-9]-*", "README.md"))):
+    for readme in sorted(glob.glob(os.path.join(ROOT, "chapters", "[0-9][0-9]-*", name))):
         folder = os.path.basename(os.path.dirname(readme))
         with open(readme, encoding="utf-8") as f:
             title = f.readline().strip()
@@ -98,28 +106,43 @@ def test_main_page(site):
     assert os.path.isfile(os.path.join(HTML, "index.html"))
 
 
-def test_a_page_per_chapter_in_order(site):
-    notes = chapter_notes()
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_a_page_per_chapter_in_order(site, language):
+    name, suffix, listing_page = LANGUAGES[language]
+    notes = chapter_notes(name)
     assert notes, "no chapter has notes"
-    listing = page_text("chapters.html")
+    listing = page_text(listing_page)
     positions = []
     for number, folder, title in notes:
-        page = "chapter%s.html" % number
+        page = "chapter%s%s.html" % (number, suffix)
         assert os.path.isfile(os.path.join(HTML, page)), "%s has no page %s" % (folder, page)
         assert title.split("·")[-1].strip() in page_words(page), "%s: title missing" % page
-        assert 'href="%s"' % page in listing, "chapters.html does not list " + page
+        assert 'href="%s"' % page in listing, "%s does not list %s" % (listing_page, page)
         positions.append(listing.index('href="%s"' % page))
-    assert positions == sorted(positions), "chapters.html lists the chapters out of order"
+    assert positions == sorted(positions), "%s lists the chapters out of order" % listing_page
 
 
-def test_each_chapter_links_to_its_neighbours(site):
-    pages = ["chapter%s.html" % number for number, _, _ in chapter_notes()]
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_each_chapter_links_to_its_neighbours(site, language):
+    name, suffix, _ = LANGUAGES[language]
+    pages = ["chapter%s%s.html" % (number, suffix) for number, _, _ in chapter_notes(name)]
     for i, page in enumerate(pages):
         text = page_text(page)
         if i > 0:
             assert 'href="%s"' % pages[i - 1] in text, page + " does not link to the previous"
         if i + 1 < len(pages):
             assert 'href="%s"' % pages[i + 1] in text, page + " does not link to the next"
+
+
+def test_each_page_links_to_its_other_language(site):
+    pairs = [("index.html", "index_ko.html"), ("chapters.html", "chapters_ko.html")]
+    pairs += [("chapter%s.html" % number, "chapter%s_ko.html" % number)
+              for number, _, _ in chapter_notes()]
+    for english, korean in pairs:
+        assert 'href="%s"' % korean in page_text(english), english + " does not link to " + korean
+        assert 'href="%s"' % english in page_text(korean), korean + " does not link to " + english
+    assert 'href="glossary_ko.html"' in page_text("chapters_ko.html"), \
+        "the Korean list of chapters does not link to the glossary"
 
 
 def test_api_reference_with_call_graphs(site):
@@ -151,57 +174,6 @@ def test_every_chapter_source_is_browsable(site):
 # An entity as a reader sees it: the page's text, once its own entities are decoded,
 # still holds one.
 SHOWN_ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
-FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
-# What doxygen 1.9.4 counts as a line's indent: its spaces and one list marker after them.
-LIST_INDENT = re.compile(r"^ *(?:(?:-#|[-+*]|[1-9][0-9]*\.) +)?")
-
-
-def leading_spaces(line):
-    return len(line) - len(line.lstrip(" "))
-
-
-def markdown_code(text):
-    """(code blocks, prose) of Markdown TEXT: each fenced or indented code block as its
-    list of lines, and the lines outside them. A block indented by 4 spaces is code,
-    as in doxygen 1.9.4, when the line above it is blank and the line above that is
-    indented (list markers counted as indent) by at least 4 spaces less."""
-    lines = text.split("\n")
-    blocks, prose = [], []
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        fence = FENCE.match(line)
-        if fence:
-            margin, run = fence.group(1), fence.group(2)
-            body = []
-            i += 1
-            while i < len(lines):
-                rest = lines[i].lstrip(" ")
-                if rest.startswith(run) and re.fullmatch(r"[`~]*[ \t]*", rest[len(run):]):
-                    break
-                body.append(lines[i][len(margin):] if lines[i].startswith(margin)
-                            else lines[i].lstrip(" "))
-                i += 1
-            blocks.append(body)
-            i += 1
-            continue
-        if line.strip() and i >= 1 and not lines[i - 1].strip():
-            above = LIST_INDENT.match(lines[i - 2]).end() if i >= 2 else 0
-            if leading_spaces(line) >= above + 4:
-                body = []
-                while i < len(lines) and (not lines[i].strip() or
-                                          leading_spaces(lines[i]) >= above + 4):
-                    body.append(lines[i][above + 4:])
-                    i += 1
-                while body and not body[-1].strip():
-                    body.pop()
-                blocks.append(body)
-                continue
-        prose.append(line)
-        i += 1
-    return blocks, "\n".join(prose)
-
-
 def shown_code(text):
     """The code blocks of a page as a reader sees them: a list of lines for each."""
     blocks = []
@@ -216,10 +188,13 @@ def shown_code(text):
 
 
 def markdown_pages():
-    """(Markdown file, its page) for README.md, docs/README.md and each chapter's notes."""
-    pages = [("README.md", "index.html"), ("docs/README.md", "docs_site.html")]
-    pages += [("chapters/%s/README.md" % folder, "chapter%s.html" % number)
-              for number, folder, _ in chapter_notes()]
+    """(Markdown file, its page) for README.md, docs/README.md, each chapter's notes and
+    the Korean edition of them all."""
+    pages = [("README.md", "index.html"), ("docs/README.md", "docs_site.html"),
+             ("README.ko.md", "index_ko.html"), ("docs/glossary.ko.md", "glossary_ko.html")]
+    for name, suffix, _ in LANGUAGES.values():
+        pages += [("chapters/%s/%s" % (folder, name), "chapter%s%s.html" % (number, suffix))
+                  for number, folder, _ in chapter_notes(name)]
     return [(md, page) for md, page in pages if os.path.isfile(os.path.join(ROOT, md))]
 
 

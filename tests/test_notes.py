@@ -1,9 +1,12 @@
 """The "What changed" sections of the chapter notes match the code (scripts/notes.sh),
-and the check can fail: stale, missing and malformed sections are all caught."""
+in the English notes and the Korean ones (README.ko.md), and the check can fail: stale,
+missing and malformed sections are all caught."""
 
 import os
 import shutil
 import subprocess
+
+import pytest
 
 import chapters
 import harness
@@ -45,10 +48,10 @@ def test_notes_are_current():
 
 
 def copy_chapters(tmp_path):
-    """A copy of every chapter's main.c and README.md; returns the copy's folder."""
+    """A copy of every chapter's main.c and notes; returns the copy's folder."""
     root = str(tmp_path / "chapters")
     for chapter in chapters.ALL:
-        for name in ("main.c", "README.md"):
+        for name in ("main.c", "README.md", "README.ko.md"):
             source = os.path.join(chapter.dir, name)
             if os.path.isfile(source):
                 os.makedirs(os.path.join(root, chapter.name), exist_ok=True)
@@ -56,10 +59,12 @@ def copy_chapters(tmp_path):
     return root
 
 
-def test_check_catches_a_stale_section(tmp_path):
+@pytest.mark.parametrize("notes_file", ["README.md", "README.ko.md"])
+def test_check_catches_a_stale_section(tmp_path, notes_file):
     root = copy_chapters(tmp_path)
     last = chapters.ALL[-1].name
-    readme = os.path.join(root, last, "README.md")
+    readme = os.path.join(root, last, notes_file)
+    assert os.path.isfile(readme), "no %s in chapter %s" % (notes_file, last)
 
     # The copy checks like the real notes: what follows fails because of the change alone.
     before = notes("--check", "--chapters-dir", root)
@@ -73,7 +78,8 @@ def test_check_catches_a_stale_section(tmp_path):
     write(readme, text[:start] + changed + text[stop:])
     after = notes("--check", "--chapters-dir", root)
     assert after.code == 1, after
-    assert any(line.startswith("stale: ") and last in line for line in after.stdout), after
+    assert any(line.startswith("stale: ") and last + "/" + notes_file in line
+               for line in after.stdout), after
     assert read(readme) == text[:start] + changed + text[stop:], "--check changed a file"
 
 
@@ -107,6 +113,7 @@ def made_up_chapters(tmp_path):
     write(os.path.join(root, "02-second", "README.md"), README)
     write(os.path.join(root, "03-third", "main.c"), THIRD)
     write(os.path.join(root, "03-third", "README.md"), README)
+    write(os.path.join(root, "03-third", "README.ko.md"), README)
     return root
 
 
@@ -116,17 +123,19 @@ def test_notes_sh_writes_the_diff_between_the_markers(tmp_path):
 
     check = notes("--check", "--chapters-dir", root)
     assert check.code == 1, check
-    assert sum(line.startswith("stale: ") for line in check.stdout) == 2, check
+    assert sum(line.startswith("stale: ") for line in check.stdout) == 3, check
     assert read(second) == README, "--check changed a file"
 
     update = notes("--chapters-dir", root)
     assert update.code == 0, update
-    assert sum(line.startswith("updated: ") for line in update.stdout) == 2, update
+    assert sum(line.startswith("updated: ") for line in update.stdout) == 3, update
     assert read(second) == README.replace(
         END, "```diff\n--- 01-first/main.c\n+++ 02-second/main.c\n@@ -1,3 +1,3 @@\n"
              " one\n-two\n+2\n three\n```\n" + END)
-    assert "--- 02-second/main.c\n+++ 03-third/main.c\n" in read(
-        os.path.join(root, "03-third", "README.md"))
+    third = read(os.path.join(root, "03-third", "README.md"))
+    assert "--- 02-second/main.c\n+++ 03-third/main.c\n" in third
+    assert read(os.path.join(root, "03-third", "README.ko.md")) == third, \
+        "the Korean notes did not get the same section"
 
     # Stable: a second run changes nothing, and the check passes.
     again = notes("--chapters-dir", root)
