@@ -186,8 +186,16 @@ notes:
 notes-check:
 	@scripts/notes.sh --check
 
+# TEST_JOBS test files run at once, each pytest-xdist worker with a Wine prefix (and so a
+# wineserver) of its own (tests/conftest.py): on Linux one per core, as the tests mostly
+# wait on Wine; on Windows one unless you ask for more (pip install pytest-xdist).
+ifeq ($(NATIVE),)
+  TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+else
+  TEST_JOBS ?= 1
+endif
 test: all check-build tools-wine tools-test format-check
-	$(PYTEST) -p no:cacheprovider tests
+	$(PYTEST) -p no:cacheprovider $(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile) tests
 
 bench-echo: all tools-wine tools-test
 	$(TOUR_PYTHON) scripts/bench.py $(ARGS)
@@ -279,3 +287,5 @@ clean:
 
 wine-stop:
 	scripts/wine.sh stop
+	@for prefix in $(wildcard $(BUILD)/wineprefix-gw*); do \
+	    WINEPREFIX=$$(pwd)/$$prefix scripts/wine.sh stop; done

@@ -40,6 +40,8 @@ for job in "$@"; do
         fi ;;
     test)
         need_file /usr/bin/pytest-3 python3-pytest; need ss iproute2 # ss: test_timeouts.py
+        # make test runs the test files on one process per core (pytest-xdist).
+        /usr/bin/python3 -c 'import xdist' 2>/dev/null || packages="$packages python3-pytest-xdist"
         # The workflow test parses .github/workflows/ci.yml.
         /usr/bin/python3 -c 'import yaml' 2>/dev/null || packages="$packages python3-yaml" ;;
     docs) need doxygen doxygen; need dot graphviz ;;

@@ -7,14 +7,26 @@ Export WINEPREFIX to use a Wine prefix of your own (scripts/wine.sh's default is
 build/wineprefix); the session stops that prefix's wineserver when it ends.
 """
 
+import os
+
 import pytest
 
 import harness
+from chapters import ROOT
 
 
 @pytest.fixture(scope="session", autouse=True)
 def wine():
-    """Wine for the whole session (harness.wine_session): started once, always stopped."""
+    """Wine for the whole session (harness.wine_session): started once, always stopped.
+
+    Under pytest-xdist (`make test` runs the files on one process per core) each worker
+    gets a Wine prefix of its own, WINEPREFIX-gwN, and so a wineserver of its own: a
+    worker's session end stops only its own server, and the sockets of one worker's tests
+    never count against another's wineserver."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and not harness.WINDOWS:
+        base = os.environ.get("WINEPREFIX") or os.path.join(ROOT, "build", "wineprefix")
+        os.environ["WINEPREFIX"] = "%s-%s" % (base, worker)
     with harness.wine_session():
         yield
 
