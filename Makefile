@@ -6,6 +6,7 @@
 #   make run CH=03 [ARGS="--port 9001"]   run one chapter in the foreground
 #   make client [PORT=9000] [HOST=127.0.0.1]   a client you can type into
 #   make chat [PORT=9000] [HOST=127.0.0.1] [NAME=bob]   a chat client for chapter 12's room
+#   make load [PORT=9000] [HOST=127.0.0.1] [ARGS="--connections 100"]   load generator, every echo checked
 #   make bench-echo [ARGS="--quick"]   echo ping-pong, 08 against 10 under Wine, a table
 #   make bench-chat [ARGS="--quick"]   chat room, 12's broadcasts to 100 members, a table
 #   make check-build     also compile with clang and for 32-bit Windows (-Werror)
@@ -23,7 +24,7 @@ SHELL := /bin/sh
 CHAPTER_DIRS := $(sort $(patsubst %/,%,$(dir $(wildcard chapters/*/main.c))))
 CHAPTERS := $(notdir $(CHAPTER_DIRS))
 COMMON_SOURCES := $(wildcard common/*.c)
-TOOLS := client chat
+TOOLS := client chat loadgen
 
 BUILD := build
 
@@ -168,6 +169,13 @@ client: all tools-wine
 NAME ?=
 chat: all tools-wine
 	$(RUN) $(BUILD)/tools/chat.exe $(if $(NAME),--name $(NAME)) $(HOST) $(PORT)
+
+# The load generator (tools/loadgen.c), against a server that is already running; ARGS
+# are its options, such as ARGS="--connections 100 --pipeline 4", or --framed from
+# chapter 11 on. The server needs a --max-clients of at least --connections.
+.PHONY: load
+load: all tools-wine
+	$(RUN) $(BUILD)/tools/loadgen.exe $(ARGS) $(HOST) $(PORT)
 
 # --- tour and tests ---------------------------------------------------------------------
 # tests/tour.py plays each chapter's tour.txt through the test harness, with the Python

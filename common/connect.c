@@ -84,10 +84,10 @@ void parse_tool_arguments(const struct tool *tool, int argc, char **argv, struct
 /* --- the connection ------------------------------------------------------------------- */
 
 /*
- * Starts Winsock 2.2; returns 0, or -1 after reporting the error. Not common/winsock.h's
- * start_winsock, which prints the version it got: a tool prints only what it is for.
+ * Not common/winsock.h's start_winsock, which prints the version it got: a tool prints
+ * only what it is for.
  */
-static int start_winsock_quietly(void)
+int start_winsock_quietly(void)
 {
     WSADATA data;
     int error = WSAStartup(MAKEWORD(2, 2), &data);

@@ -64,6 +64,9 @@ SOCKET connect_to_server(const struct endpoint *endpoint);
 /** @brief Writes "host:port" into @p text, with an IPv6 host in brackets, and returns it. */
 const char *format_endpoint(const struct endpoint *endpoint, char *text, size_t size);
 
+/** @brief Starts Winsock 2.2 without printing; returns 0, or -1 after reporting the error. */
+int start_winsock_quietly(void);
+
 /** @brief Sends all @p length bytes; returns 0, or -1 after reporting the error. */
 int send_all(SOCKET socket_handle, const void *data, size_t length);
 
