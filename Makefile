@@ -11,6 +11,8 @@
 #   make bench-chat [ARGS="--quick"]   chat room, 12's broadcasts to 100 members, a table
 #   make check-build     also compile with clang and for 32-bit Windows (-Werror)
 #   make fuzz [FUZZ_SECONDS=60]   fuzz the message parser, common/ and chapter 11's (native, libFuzzer)
+#   make pitfall CH=07 NAME=free-slot-with-io-pending   put a classic mistake back, see its tests fail
+#   make pitfalls        list every pitfall: chapter, name, the mistake, the tests that catch it
 #   make notes           regenerate each chapter's "What changed" diff
 #   make format / format-check, make docs, make compile_commands.json, make cmake-check
 #
@@ -67,7 +69,7 @@ TOOL_EXES := $(TOOLS:%=$(BUILD)/tools/%.exe)
 .PHONY: all tools tools-build tools-check-build tools-wine tools-test tools-docs \
         tools-format tools-bear run client chat tour test check-build notes notes-check \
         format format-check docs diagrams diagrams-check cmake-check clean wine-stop help \
-        bench-echo bench-chat fuzz
+        bench-echo bench-chat fuzz pitfall pitfalls
 .SUFFIXES:
 # Keep object files between builds: they are what makes rebuilds incremental.
 .SECONDARY:
@@ -210,6 +212,18 @@ bench-echo: all tools-wine tools-test
 
 bench-chat: all tools-wine tools-test
 	$(TOUR_PYTHON) scripts/bench.py --chat $(ARGS)
+
+# --- the pitfall lab -------------------------------------------------------------------
+# Each chapters/NN-topic/pitfalls/NAME.patch puts one classic mistake of that chapter's
+# notes back into a copy of its main.c. scripts/pitfall.py builds the copy as the chapters
+# are built (this Makefile's compiler, flags and build/libcommon.a), in build/pitfalls/,
+# runs the tests that catch the mistake against it, and says whether they did (exit 0)
+# or not (exit 1). `make test` checks every patch (tests/test_pitfalls.py).
+pitfall: all tools-wine tools-test
+	$(TOUR_PYTHON) scripts/pitfall.py run "$(CH)" "$(NAME)"
+
+pitfalls:
+	@$(TOUR_PYTHON) scripts/pitfall.py list
 
 # --- fuzzing ----------------------------------------------------------------------------
 # The message parser (frame.c, free of Winsock) built natively with clang around the

@@ -11,6 +11,7 @@ import re
 import pytest
 
 import chapters
+import harness
 from harness import connect, local_port
 
 RECEIVERS = chapters.chapters_with("receive")
@@ -88,11 +89,14 @@ def client_ids(server, clients):
     return server.wait_until(check, what="a connected line for each client")
 
 
-def received(server, expected, timeout=RECEIVE_TIMEOUT):
+def received(server, expected, timeout=RECEIVE_TIMEOUT, errors_end_it=False):
     """Waits until each client id in EXPECTED ({id: bytes sent}) has had as many bytes
-    printed as it sent; returns {id: [(count, text), ...]} in the order printed."""
+    printed as it sent; returns {id: [(count, text), ...]} in the order printed. With
+    ERRORS_END_IT, an error line on the server's stderr fails the test at once."""
 
     def check(lines):
+        if errors_end_it and server.stderr:
+            return "error"
         pieces = {client_id: [] for client_id in expected}
         for line in lines:
             match = SENT.match(line)
@@ -102,7 +106,10 @@ def received(server, expected, timeout=RECEIVE_TIMEOUT):
                    for i, data in expected.items())
         return pieces if done else None
 
-    return server.wait_until(check, timeout, "every byte the clients sent")
+    pieces = server.wait_until(check, timeout, "every byte the clients sent")
+    assert pieces != "error", ("the server reported an error before it printed every byte "
+                               "the clients sent", server.output())
+    return pieces
 
 
 def check_pieces(server, client_id, sent, pieces, size):
@@ -145,6 +152,43 @@ def test_message_of_the_buffer_size(chapter, extra, start_server):
     message = bytes(0xFF if i % 5 else i % 256 for i in range(size + extra))
     client_id = send_and_check(server, message, size)
     server.wait_for(r"^client %s closed the connection$" % client_id)
+    assert server.quit() == 0, server.output()
+
+
+@pytest.mark.parametrize("chapter", RECEIVERS, ids=IDS)
+def test_full_receives_leave_the_next_clients_alone(chapter, start_server):
+    """Three clients connect; the first two, one after the other, each send a message
+    that fills one receive exactly; then all three send a line, twice: every byte of each
+    is printed, within LINE_TIMEOUT of being sent, and the server reports no error
+    meanwhile (the test fails at the first one). A receive that fills the buffer is
+    where a terminating zero written at buffer[length] lands one byte past its end (the
+    notes' `buf[len] = 0`), in what follows the buffer: in chapter 05, the next slot's
+    socket handle, so the next client is the one that stops being served. Two lines after
+    the full receives, because a receive posted before the damage still completes once;
+    two full receives, so that a handle whose low byte is 0 already cannot hide it."""
+    server = start_server(chapter)
+    _, size = started(server)
+    clients = [connect(server.port) for _ in range(3)]
+    try:
+        ids = client_ids(server, clients)
+        sent = {client_id: b"" for client_id in ids.values()}
+
+        def send(client, data):
+            sent[ids[local_port(client)]] += data
+            client.sendall(data)
+
+        for number, client in enumerate(clients[:2]):
+            send(client, (b"%d" % number) * size)
+            received(server, sent, harness.LINE_TIMEOUT, errors_end_it=True)
+        for line in range(2):
+            for number, client in enumerate(clients):
+                send(client, b"line %d of client %d\n" % (line, number + 1))
+            pieces = received(server, sent, harness.LINE_TIMEOUT, errors_end_it=True)
+        for client_id, data in sent.items():
+            check_pieces(server, client_id, data, pieces[client_id], size)
+    finally:
+        for client in clients:
+            client.close()
     assert server.quit() == 0, server.output()
 
 

@@ -1,6 +1,7 @@
 """A "quit" line, Ctrl+C (Ctrl+Break on Windows) and the end of standard input each stop
 a server cleanly: it prints "stopping: <reason>" and exits 0 within a few seconds, also
-with clients connected (which it then closes)."""
+with clients connected (which it then closes). A chapter with an orderly shutdown also
+stops all of its workers, however many it has, without an error."""
 
 import re
 
@@ -12,6 +13,7 @@ from harness import closed_by_peer, connect
 
 LISTENERS = chapters.chapters_with("listen")
 ACCEPTERS = chapters.chapters_with("accept")
+STOPPERS = chapters.chapters_with("teardown", "workers")
 
 # (Server method, the reason the program prints)
 WAYS = [
@@ -49,6 +51,21 @@ def test_stops_with_clients_connected(chapter, way, reason, start_server):
     finally:
         for c in clients:
             c.close()
+
+
+@pytest.mark.parametrize("chapter", STOPPERS, ids=chapters.ids(STOPPERS))
+def test_stops_every_worker(chapter, start_server):
+    """With --workers 4 (more than this machine may have processors, which is what the
+    default gives), "quit" stops every worker: the program exits 0 within STOP_TIMEOUT
+    and prints nothing on stderr. Each worker must dequeue a stop packet of its own, and
+    none may be woken by a failing wait (closing the port does that on Windows, with
+    error 735, and wakes no one under Wine)."""
+    server = start_server(chapter, "--workers", "4")
+    assert server.port  # first: the workers start after the listener
+    server.wait_for(r"^4 worker threads waiting on the port")
+    assert stop(server, "quit") == 0, server.output()
+    server.wait_for(r"^stopping: quit$")
+    assert server.stderr == [], server.output()
 
 
 @pytest.mark.parametrize("chapter", LISTENERS, ids=chapters.ids(LISTENERS))
