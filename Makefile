@@ -7,8 +7,9 @@
 #   make client [PORT=9000] [HOST=127.0.0.1]   a client you can type into
 #   make chat [PORT=9000] [HOST=127.0.0.1] [NAME=bob]   a chat client for chapter 12's room
 #   make load [PORT=9000] [HOST=127.0.0.1] [ARGS="--connections 100"]   load generator, every echo checked
-#   make bench-echo [ARGS="--quick"]   echo ping-pong, 08 against 10 under Wine, a table
-#   make bench-chat [ARGS="--quick"]   chat room, 12's broadcasts to 100 members, a table
+#   make bench [ARGS="--quick"]   the echo chapters (08 on) side by side under the same loads:
+#                        ping-pong, chat broadcasts, 10,000 idle connections; a table, a chart
+#   make bench-echo / bench-chat / bench-idle [ARGS=...]   one kind of load of make bench
 #   make check-build     also compile with clang and for 32-bit Windows (-Werror)
 #   make fuzz [FUZZ_SECONDS=60]   fuzz the message parser, common/ and chapter 11's (native, libFuzzer)
 #   make pitfall CH=07 NAME=free-slot-with-io-pending   put a classic mistake back, see its tests fail
@@ -69,7 +70,7 @@ TOOL_EXES := $(TOOLS:%=$(BUILD)/tools/%.exe)
 .PHONY: all tools tools-build tools-check-build tools-wine tools-test tools-docs \
         tools-format tools-bear run client chat tour test check-build notes notes-check \
         format format-check docs diagrams diagrams-check cmake-check clean wine-stop help \
-        bench-echo bench-chat fuzz pitfall pitfalls
+        bench bench-echo bench-chat bench-idle tools-bench fuzz pitfall pitfalls
 .SUFFIXES:
 # Keep object files between builds: they are what makes rebuilds incremental.
 .SECONDARY:
@@ -207,11 +208,28 @@ endif
 test: all check-build tools-wine tools-test format-check
 	$(PYTEST) -p no:cacheprovider $(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile) tests
 
-bench-echo: all tools-wine tools-test
+# The benchmark (scripts/bench.py): tools/loadgen.exe drives every load, in a Wine prefix
+# of its own, against each echo chapter and, on Linux, against the native reference
+# tools/epoll-echo.c, built with the host's cc. build/bench/ gets bench.md, bench.json
+# and bench.svg.
+NATIVE_ECHO := $(BUILD)/native/epoll-echo
+$(NATIVE_ECHO): tools/epoll-echo.c
+	@mkdir -p $(@D)
+	cc $(CSTD) $(WARNINGS) -O2 -pthread $< -o $@
+
+ifeq ($(NATIVE),)
+  BENCH_NEEDS := all tools-wine tools-test tools-bench $(NATIVE_ECHO)
+else
+  BENCH_NEEDS := all
+endif
+tools-bench:
+	$(ENSURE) bench
+
+bench: $(BENCH_NEEDS)
 	$(TOUR_PYTHON) scripts/bench.py $(ARGS)
 
-bench-chat: all tools-wine tools-test
-	$(TOUR_PYTHON) scripts/bench.py --chat $(ARGS)
+bench-echo bench-chat bench-idle: $(BENCH_NEEDS)
+	$(TOUR_PYTHON) scripts/bench.py --only $(@:bench-%=%) $(ARGS)
 
 # --- the pitfall lab -------------------------------------------------------------------
 # Each chapters/NN-topic/pitfalls/NAME.patch puts one classic mistake of that chapter's

@@ -2,7 +2,7 @@
 # Makes sure the tools for one job are installed, installing Debian/Ubuntu packages
 # with apt-get when they are not: directly as root, through sudo otherwise.
 #
-#   scripts/ensure-tools.sh build|check-build|wine|test|docs|format|bear|cmake|fuzz ...
+#   scripts/ensure-tools.sh build|check-build|wine|test|docs|format|bear|cmake|fuzz|bench ...
 #
 # Exits 0 when everything is there, 1 with the exact command to run when it cannot
 # install (not Debian/Ubuntu, or neither root nor sudo).
@@ -57,6 +57,9 @@ for job in "$@"; do
         elif ! links_fuzzer; then
             packages="$packages libclang-rt-dev"
         fi ;;
+    bench)
+        # make bench: the chart (gnuplot, without X) and the native epoll reference (cc).
+        need gnuplot gnuplot-nox; need cc gcc ;;
     *) echo "ensure-tools.sh: unknown job '$job'" >&2; exit 2 ;;
     esac
 done

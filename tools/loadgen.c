@@ -72,6 +72,12 @@
  * headers included: messages x --size, or messages x (--size + 5) with --framed; a message
  * only partly back at the end is not counted (it is a timeout). When every connection
  * ended cleanly it equals a chapter's "bytes echoed".
+ *
+ * --idle measures what a connection costs a server while it does nothing: each connection
+ * sends one message and checks its echo, so the server has surely accepted it and posted
+ * its next receive; once every one is back the program prints "holding N connections" and
+ * sends nothing for --seconds, so that whoever started it can read the server's memory
+ * then; after that every connection closes gracefully as above. --warmup is not used.
  */
 #include <winsock2.h>
 #include <ws2tcpip.h>
@@ -131,10 +137,11 @@ struct settings {
     unsigned long warmup;
     int framed;
     int json;
+    int idle;
 };
 
 static struct settings settings = {
-    DEFAULT_CONNECTIONS, 0, DEFAULT_SIZE, 1, DEFAULT_SECONDS, DEFAULT_WARMUP, 0, 0};
+    DEFAULT_CONNECTIONS, 0, DEFAULT_SIZE, 1, DEFAULT_SECONDS, DEFAULT_WARMUP, 0, 0, 0};
 
 /* Prints how to run the program to @p out. */
 static void print_usage(FILE *out)
@@ -152,6 +159,8 @@ static void print_usage(FILE *out)
             "  --framed         send each message as an echo message (chapter 11 on): a "
             "5-byte header, type 1\n"
             "  --json           print the report as one line of JSON\n"
+            "  --idle           one message per connection, then hold them all --seconds "
+            "without traffic\n"
             "  HOST             server name or address; IPv6 literals such as ::1 work "
             "(default %s)\n"
             "  PORT             server port, 1-65535 (default %d)\n"
@@ -193,6 +202,12 @@ struct number_option {
     unsigned long *value;
 };
 
+/* An option that takes no value: its name, and the setting it turns on. */
+struct flag_option {
+    const char *name;
+    int *value;
+};
+
 /* The tool's options; returns how many arguments one took, or 0 (see connect.h). */
 static int take_option(const struct tool *tool, int argc, char **argv, int index)
 {
@@ -204,14 +219,19 @@ static int take_option(const struct tool *tool, int argc, char **argv, int index
         {"--seconds", 1, MAX_SECONDS, &settings.seconds},
         {"--warmup", 0, MAX_SECONDS, &settings.warmup},
     };
-    /* Which options were given, by their place in numbers[], then --framed and --json. */
-    static int given[sizeof numbers / sizeof numbers[0] + 2];
+    static const struct flag_option flags[] = {
+        {"--framed", &settings.framed},
+        {"--json", &settings.json},
+        {"--idle", &settings.idle},
+    };
+    /* Which options were given, by their place in numbers[], then in flags[]. */
+    static int given[sizeof numbers / sizeof numbers[0] + sizeof flags / sizeof flags[0]];
     static char problem[128];
     const size_t count = sizeof numbers / sizeof numbers[0];
     size_t i;
 
-    for (i = 0; i < count + 2; i++) {
-        const char *name = i < count ? numbers[i].name : i == count ? "--framed" : "--json";
+    for (i = 0; i < sizeof given / sizeof given[0]; i++) {
+        const char *name = i < count ? numbers[i].name : flags[i - count].name;
 
         if (strcmp(argv[index], name) != 0)
             continue;
@@ -220,12 +240,8 @@ static int take_option(const struct tool *tool, int argc, char **argv, int index
             tool_usage_error(tool, problem, NULL);
         }
         given[i] = 1;
-        if (i == count) {
-            settings.framed = 1;
-            return 1;
-        }
-        if (i == count + 1) {
-            settings.json = 1;
+        if (i >= count) {
+            *flags[i - count].value = 1;
             return 1;
         }
         if (index + 1 >= argc) {
@@ -327,6 +343,7 @@ static struct {
     HANDLE connect_slots; /* a semaphore of CONNECTS_AT_ONCE */
     HANDLE connects_done; /* set when every connect has ended */
     HANDLE all_finished;  /* set when every connection is finished */
+    HANDLE all_echoed;    /* --idle: set when every connection's one echo is back */
     LONGLONG ticks_per_second;
     size_t message_bytes; /* L: --size, plus the header with --framed */
     size_t ring_bytes;    /* K x L */
@@ -344,6 +361,8 @@ static struct {
     volatile LONG closed_gracefully;
     volatile LONG workers_started;
     volatile LONG clock_failed;
+    volatile LONG echoed_once; /* --idle: connections whose one echo is back */
+    volatile LONG hold_over;   /* --idle: set once the hold has ended */
     /* under errors_lock */
     CRITICAL_SECTION errors_lock;
     unsigned long long error_counts[FAILURE_KINDS];
@@ -583,6 +602,15 @@ static void post_send(struct connection *connection)
     }
 }
 
+/* Whether the connection may still make messages at @p now: until the window ends, or
+ * with --idle until the hold is over (lock held, or the clock's rule in the header). */
+static int still_sending(LONGLONG now)
+{
+    if (settings.idle)
+        return InterlockedCompareExchange(&run.hold_over, 0, 0) == 0;
+    return now < run.stop_at;
+}
+
 /*
  * Moves the connection on at @p now (lock held): before the window ends, makes every
  * message whose place in the ring is free and sends what is unsent; after it, once every
@@ -593,11 +621,14 @@ static void pump(struct connection *connection, LONGLONG now)
     unsigned long long checked = connection->checked_bytes / run.message_bytes;
     unsigned long long made_bytes;
 
+    int sending = still_sending(now);
+
     if (connection->state != STATE_OPEN || !connection->started)
         return;
-    if (now < run.stop_at) {
+    if (sending) {
         /* Message n takes the place of n-K: free once n-K is back and its send is over. */
-        while (connection->made - checked < settings.pipeline &&
+        while ((!settings.idle || connection->made == 0) &&
+               connection->made - checked < settings.pipeline &&
                (connection->made < settings.pipeline ||
                 (connection->made - settings.pipeline + 1) * run.message_bytes <=
                     connection->sent_bytes)) {
@@ -613,7 +644,7 @@ static void pump(struct connection *connection, LONGLONG now)
         return;
     if (connection->sent_bytes < made_bytes) {
         post_send(connection);
-    } else if (now >= run.stop_at && connection->checked_bytes == made_bytes) {
+    } else if (!sending && connection->checked_bytes == made_bytes) {
         /* Everything is back: our FIN, then the server's ends the connection. */
         if (shutdown(connection->socket_handle, SD_SEND) == SOCKET_ERROR)
             fail_connection(connection, FAILURE_RESET, "shutdown", WSAGetLastError());
@@ -671,6 +702,10 @@ static int check_echo(struct connection *connection, size_t length, LONGLONG now
     done = connection->checked_bytes / run.message_bytes;
     for (message = from / run.message_bytes; message < done; message++)
         count_round_trip(stats, now - connection->stamps[message % settings.pipeline], now);
+    if (settings.idle && from < run.message_bytes && done >= 1 &&
+        InterlockedIncrement(&run.echoed_once) == (LONG)settings.connections &&
+        !SetEvent(run.all_echoed))
+        report_win_error("SetEvent");
     return 0;
 }
 
@@ -958,32 +993,62 @@ static void end_timed_out(struct connection *connection)
     reset_connection(connection);
 }
 
-/*
- * Starts the traffic on every open connection, then waits for all to finish: until
- * DRAIN_SECONDS after the window, then resets the ones still busy and waits up to
- * CANCEL_SECONDS for their I/O. Returns 0 when every connection has finished, or -1 when
- * some I/O is still pending (its memory must then be kept).
- */
-static int run_load(void)
+/* Pumps every connection once at the main thread's clock, marking it @p started. */
+static void pump_all(int started)
 {
-    LONGLONG start = clock_now();
     unsigned long i;
 
-    run.measure_from = start + (LONGLONG)settings.warmup * run.ticks_per_second;
-    run.stop_at = run.measure_from + (LONGLONG)settings.seconds * run.ticks_per_second;
     for (i = 0; i < settings.connections; i++) {
         struct connection *connection = &run.connections[i];
 
         EnterCriticalSection(&connection->lock);
-        connection->started = 1;
-        pump(connection, start);
+        connection->started |= started;
+        pump(connection, clock_now());
         finish_if_done(connection);
         LeaveCriticalSection(&connection->lock);
     }
-    if (WaitForSingleObject(
-            run.all_finished,
-            milliseconds_until(run.stop_at + DRAIN_SECONDS * run.ticks_per_second)) ==
-        WAIT_OBJECT_0)
+}
+
+/*
+ * --idle: waits up to CONNECT_SECONDS for every connection's one echo, says how many are
+ * held, holds them --seconds, then lets them close. Returns the deadline for the closes.
+ */
+static LONGLONG hold_idle(void)
+{
+    if (WaitForSingleObject(run.all_echoed, CONNECT_SECONDS * 1000) == WAIT_FAILED)
+        report_win_error("WaitForSingleObject");
+    /* Flushed at once: whoever started the program reads the server's memory now. */
+    printf("holding %ld connections, each echoed once, for %lu s\n",
+           (long)InterlockedCompareExchange(&run.echoed_once, 0, 0), settings.seconds);
+    fflush(stdout);
+    Sleep((DWORD)settings.seconds * 1000);
+    InterlockedExchange(&run.hold_over, 1);
+    /* Nothing arrives on an idle connection to pump it: its FIN goes from here. */
+    pump_all(0);
+    return clock_now() + DRAIN_SECONDS * run.ticks_per_second;
+}
+
+/*
+ * Starts the traffic on every open connection, then waits for all to finish: until
+ * DRAIN_SECONDS after the window (or the hold, with --idle), then resets the ones still
+ * busy and waits up to CANCEL_SECONDS for their I/O. Returns 0 when every connection has
+ * finished, or -1 when some I/O is still pending (its memory must then be kept).
+ */
+static int run_load(void)
+{
+    LONGLONG start = clock_now();
+    LONGLONG deadline;
+    unsigned long i;
+
+    /* With --idle the one round trip of each connection is what is measured. */
+    run.measure_from =
+        start + (settings.idle ? 0 : (LONGLONG)settings.warmup) * run.ticks_per_second;
+    run.stop_at = run.measure_from + (LONGLONG)settings.seconds * run.ticks_per_second;
+    if (settings.idle)
+        run.stop_at += (LONGLONG)CONNECT_SECONDS * run.ticks_per_second;
+    pump_all(1);
+    deadline = settings.idle ? hold_idle() : run.stop_at + DRAIN_SECONDS * run.ticks_per_second;
+    if (WaitForSingleObject(run.all_finished, milliseconds_until(deadline)) == WAIT_OBJECT_0)
         return 0;
     for (i = 0; i < settings.connections; i++) {
         struct connection *connection = &run.connections[i];
@@ -1130,7 +1195,8 @@ static int set_up(const struct endpoint *endpoint)
     /* Manual-reset: each is set once, and stays set for a wait that comes after. */
     run.connects_done = CreateEventW(NULL, TRUE, FALSE, NULL);
     run.all_finished = CreateEventW(NULL, TRUE, FALSE, NULL);
-    if (run.connects_done == NULL || run.all_finished == NULL) {
+    run.all_echoed = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (run.connects_done == NULL || run.all_finished == NULL || run.all_echoed == NULL) {
         report_win_error("CreateEventW");
         return -1;
     }
@@ -1230,11 +1296,13 @@ static void print_json(const struct endpoint *endpoint, const struct totals *tot
     /* The port as a number: PORT is digits only, but may start with a 0, which JSON refuses. */
     printf(", \"port\": %d, \"connections\": %lu, \"opened\": %ld, \"closed_gracefully\": %ld, "
            "\"workers\": %u, \"size\": %lu, \"framed\": %s, \"pipeline\": %lu, \"warmup\": %lu, "
-           "\"seconds\": %lu, \"messages\": %llu, \"measured\": %llu, \"per_second\": %.1f, ",
+           "\"seconds\": %lu, \"messages\": %llu, \"measured\": %llu, \"per_second\": %.1f, "
+           "\"idle\": %s, \"held\": %ld, ",
            atoi(endpoint->port), settings.connections, (long)run.opened,
            (long)run.closed_gracefully, run.workers, settings.size,
            settings.framed ? "true" : "false", settings.pipeline, settings.warmup, settings.seconds,
-           totals->messages, totals->measured, totals->per_second);
+           totals->messages, totals->measured, totals->per_second, settings.idle ? "true" : "false",
+           (long)run.echoed_once);
     if (totals->measured > 0)
         printf("\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, ", totals->p50, totals->p99,
                totals->longest);
@@ -1346,7 +1414,8 @@ int main(int argc, char **argv)
         /* Only now can nothing of the system's still point into them. */
         release();
         if (!CloseHandle(run.port) || !CloseHandle(run.connect_slots) ||
-            !CloseHandle(run.connects_done) || !CloseHandle(run.all_finished)) {
+            !CloseHandle(run.connects_done) || !CloseHandle(run.all_finished) ||
+            !CloseHandle(run.all_echoed)) {
             report_win_error("CloseHandle");
             failed = 1;
         }
