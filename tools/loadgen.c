@@ -112,11 +112,13 @@
 #define MAX_RING_BYTES (256UL * 1024 * 1024)
 /* Connects pending at once; each completion lets the next one go. */
 #define CONNECTS_AT_ONCE 64
-/* How long all the connects may take, the last echoes after the window, and cancelled
- * I/O after a reset. */
-#define CONNECT_SECONDS 20
-#define DRAIN_SECONDS   5
-#define CANCEL_SECONDS  5
+/* How long all the connects may take (plus a second per CONNECTS_PER_SECOND more: under
+ * Wine here 10,000 took about 15 s), the last echoes after the window, and cancelled I/O
+ * after a reset. */
+#define CONNECT_SECONDS     20
+#define CONNECTS_PER_SECOND 250
+#define DRAIN_SECONDS       5
+#define CANCEL_SECONDS      5
 /* Completions taken per GetQueuedCompletionStatusEx. */
 #define BATCH 64
 /* A receive takes up to the bytes a connection has in flight, within these bounds. */
@@ -926,24 +928,30 @@ static void start_connect(struct connection *connection)
         report_win_error("ReleaseSemaphore");
 }
 
+/* The seconds all the connects may take, which grows with their number. */
+static LONGLONG connect_seconds(void)
+{
+    return CONNECT_SECONDS + (LONGLONG)settings.connections / CONNECTS_PER_SECOND;
+}
+
 /* Counts a connect that did not end by the deadline as a timeout, and ends it (lock held). */
 static void connect_timed_out(struct connection *connection)
 {
     char text[ERROR_TEXT_SIZE];
 
-    snprintf(text, sizeof text, "loadgen: connection %u: %s within %d s", connection->number,
+    snprintf(text, sizeof text, "loadgen: connection %u: %s within %lld s", connection->number,
              connection->state == STATE_IDLE ? "not started" : "ConnectEx did not complete",
-             CONNECT_SECONDS);
+             (long long)connect_seconds());
     record_error(FAILURE_TIMEOUT, text);
     reset_connection(connection);
     end_connect(connection);
 }
 
-/* Opens every connection, CONNECTS_AT_ONCE at a time, within CONNECT_SECONDS; returns 0,
- * or -1 after reporting a failure of the program's own. */
+/* Opens every connection, CONNECTS_AT_ONCE at a time, within connect_seconds(); returns
+ * 0, or -1 after reporting a failure of the program's own. */
 static int connect_all(void)
 {
-    LONGLONG deadline = clock_now() + CONNECT_SECONDS * run.ticks_per_second;
+    LONGLONG deadline = clock_now() + connect_seconds() * run.ticks_per_second;
     unsigned long started = 0;
     unsigned long i;
 
@@ -1010,12 +1018,12 @@ static void pump_all(int started)
 }
 
 /*
- * --idle: waits up to CONNECT_SECONDS for every connection's one echo, says how many are
+ * --idle: waits up to connect_seconds() for every connection's one echo, says how many are
  * held, holds them --seconds, then lets them close. Returns the deadline for the closes.
  */
 static LONGLONG hold_idle(void)
 {
-    if (WaitForSingleObject(run.all_echoed, CONNECT_SECONDS * 1000) == WAIT_FAILED)
+    if (WaitForSingleObject(run.all_echoed, (DWORD)connect_seconds() * 1000) == WAIT_FAILED)
         report_win_error("WaitForSingleObject");
     /* Flushed at once: whoever started the program reads the server's memory now. */
     printf("holding %ld connections, each echoed once, for %lu s\n",
@@ -1045,7 +1053,7 @@ static int run_load(void)
         start + (settings.idle ? 0 : (LONGLONG)settings.warmup) * run.ticks_per_second;
     run.stop_at = run.measure_from + (LONGLONG)settings.seconds * run.ticks_per_second;
     if (settings.idle)
-        run.stop_at += (LONGLONG)CONNECT_SECONDS * run.ticks_per_second;
+        run.stop_at += connect_seconds() * run.ticks_per_second;
     pump_all(1);
     deadline = settings.idle ? hold_idle() : run.stop_at + DRAIN_SECONDS * run.ticks_per_second;
     if (WaitForSingleObject(run.all_finished, milliseconds_until(deadline)) == WAIT_OBJECT_0)
