@@ -1,66 +1,60 @@
 #!/usr/bin/python3
-"""Echo ping-pong under Wine: chapters side by side, with a native Linux reference; and,
-with --chat, the broadcasts of a chat room.
+"""make bench: the echo chapters (08 on) side by side under the same loads, with a native
+Linux reference, and a table and a chart of what they did.
 
-    /usr/bin/python3 scripts/bench.py                 (or: make bench-echo)
-    /usr/bin/python3 scripts/bench.py --quick         a short run, for the smoke test
-    /usr/bin/python3 scripts/bench.py --chapters 08 10 --sizes 64 4096 \\
-        --connections 1 100 --repeat 5 --seconds 3
-    /usr/bin/python3 scripts/bench.py --chat          (or: make bench-chat)
-    /usr/bin/python3 scripts/bench.py --chat --quick --members 100 --line-size 64
+    /usr/bin/python3 scripts/bench.py                    (or: make bench)
+    /usr/bin/python3 scripts/bench.py --quick            a short run, for the smoke tests
+    /usr/bin/python3 scripts/bench.py --only echo        (make bench-echo; also chat, idle)
+    /usr/bin/python3 scripts/bench.py --chapters 08 13 --repeat 5 --seconds 3
 
-Each connection sends one message, waits for the whole echo, compares every byte with
-what it sent, and sends the next. A chapter that speaks in messages (11 on) gets each
-one as an echo message, its 5-byte header before the payload (harness.echo_message), and
-the header is compared and counted with the rest; a size over its default --max-message
-adds that option to its command line. The native reference echoes raw bytes. Each run starts a chapter fresh (--port 0 --workers 2
---max-clients 256), connects, warms up, counts the round trips that complete in a fixed
-window and the latency of each, lets the last echoes arrive, closes, types "quit" and
-checks that the server exits 0 and counted the bytes the clients got back. The chapters
-run interleaved (08, 10, 08, 10, ...) so a change in the machine's load hits both alike,
-and their ratio is taken within each repetition.
+The chapters are every one in tests/chapters.py with "echo" from 08 on, found when it
+runs; the chat load takes every one with "chat". The loads:
 
-The load generator is Python, and on a small machine it shares the cores with the
-server and wineserver, so it could be the limit. It runs as several processes, each
-driving its share of the connections through epoll on non-blocking sockets with
-messages built beforehand, and each repetition also drives a tiny native echo server
-(Python, epoll, as many processes as the chapters have workers): when that one gets far
-more through, the client is not what limits the chapters. The CPU each side used in the
-measured window is shown too, and "others" is what the rest of the machine used (other
-programs, tests run by someone else), which no ratio can take out.
+  echo  1 x 64 B, 100 x 64 B and 100 x 4 KiB ping-pong, driven by tools/loadgen.exe (every
+        echoed byte compared; a chapter with "messages" gets echo messages, --framed);
+        the same load against tools/epoll-echo, a native epoll echo server, shows what
+        Wine costs, and that the load generator is not what limits the chapters.
+  chat  100 members of one room saying lines in ping-pong, every MESSAGE checked at every
+        member, in order per sayer (the Python members below); beside them, the same
+        members reading pre-built lines from a trivial source, which shows how many
+        deliveries a second they can check.
+  idle  10,000 connections held by loadgen --idle, each echoed once: the growth of the
+        server process's memory, and of its wineserver's, per connection (VmRSS).
 
-The chat load (--chat) runs chapter 12 with --max-queued 64 MiB: N members (default 100)
-connect, join the room with names of their own, and each says lines in ping-pong, its
-next as soon as its previous one has come back to it, as a chat client that reads would.
-Every member checks every MESSAGE it receives byte for byte, header included, against
-the line due next from that sayer (the sayer's name and the line's number are in the
-text), so each sayer's lines must arrive at every member in order, none missing, none
-twice. After the window each member says a last line and reads until it has every
-sayer's; then "quit" with all of them in the room, and the server must exit 0 having
-sent exactly the bytes they read. Deliveries are the MESSAGEs all the members received
-in the window; a member dropped as too slow is an error. A native chat server would be
-a second implementation of the chapter, so there is none: each repetition runs instead
-the echo of chapter 11 (--baseline) at as many connections with messages of the same
-size, its native reference, and the load processes alone against a trivial source that
-writes pre-built lines, to show how many deliveries a second the client can check.
+Every run starts its server fresh. The runs are interleaved (08, 09, ..., native, 08, ...)
+so a change in the machine's load hits them alike, and each ratio is the median of the
+ratios within each repetition. CPU per message is the user and system time that the
+server process and its wineserver used during the loadgen run (from /proc), over the
+messages it verified, warm-up included.
 
-Linux only (epoll, /proc). Wine runs in $WINEPREFIX (scripts/wine.sh's default
-otherwise); a wineserver already running there is used and left running, otherwise one
-is started for the run and stopped at the end.
+Under Wine every socket of every program of a prefix is a descriptor in that prefix's
+wineserver, and a process may hold at most 20,000 here: so loadgen runs in a prefix (and
+wineserver) of its own, $LOAD_WINEPREFIX (default: the chapters' prefix with "-load"
+after it). Wine runs the chapters in $WINEPREFIX (scripts/wine.sh's default otherwise).
+A wineserver already running in a prefix is used and left running; otherwise one is
+started for the run and stopped at the end. Before each idle run the chapters'
+wineserver is restarted, since it does not give back the memory of sockets it has held.
+
+It writes build/bench/bench.md (the tables it prints), bench.json (every run) and
+bench.svg (gnuplot). Linux only: /proc, and the native reference. Exit code 0 when every
+run verified everything and every server exited cleanly, 1 otherwise, 2 for a bad
+command line.
 """
 
 import argparse
 import array
-import contextlib
+import json
 import math
 import multiprocessing
 import os
-import random
 import re
+import resource
 import select
+import shutil
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -71,183 +65,27 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 import chapters  # noqa: E402  (the one table of chapters and their features)
 import harness  # noqa: E402  (the one way to start a chapter)
 
-SERVER_ARGS = ["--port", "0", "--workers", "2", "--max-clients", "256"]
-SERVER_WORKERS = 2
+WORKERS = 2
+SERVER_ARGS = ["--port", "0", "--workers", str(WORKERS), "--max-clients", "256"]
 HOST = "127.0.0.1"
-
-# Distinct messages per size that a connection takes in turn, so an echo of an earlier
-# message (or of another connection's) cannot pass as the right one.
-MESSAGE_KINDS = 16
+LOADGEN = os.path.join(chapters.BUILD_DIR, "tools", "loadgen.exe")
+NATIVE_ECHO = os.path.join(chapters.BUILD_DIR, "native", "epoll-echo")
+OUT_DIR = os.path.join(chapters.BUILD_DIR, "bench")
+FIRST_CHAPTER = 8
+# Reads of one chat member take at most this many bytes.
 RECV_SIZE = 65536
-# How long the last echoes may take after the window ends before they count as lost.
-DRAIN_SECONDS = 5.0
-# Between telling the client processes to start and their first send: time for each to
-# get the command and be waiting on its clock.
-START_DELAY = 0.2
-# When the native server gets this many times the round trips per second of the fastest
-# chapter on a load, the client was not the limit of that load.
+# When the native reference gets this many times the messages per second of the fastest
+# chapter, the load generator was not the limit of that load.
 HEADROOM = 2.0
+# Bounds that only catch hangs: a loadgen run beyond its own bounds, a server's lines.
+LOADGEN_SLACK = 60.0
+SERVER_LINES_SECONDS = 60.0
 
 CONNECTED = re.compile(r"^client \d+ connected from ")
 DISCONNECTED = re.compile(r"^client \d+ disconnected: (?P<reason>.*) \(\d+ live\)$")
 REFUSED = re.compile(r"^refused ")
-SUMMARY = re.compile(r"^connections served: (?P<served>\d+), bytes (?:echoed|sent): (?P<bytes>\d+)$")
-
-
-# --- the load: one process drives its share of the connections ------------------------
-def _drive(sockets, first_number, bases, start_at, measure_from, stop_at, framed=False):
-    """Ping-pong on SOCKETS until STOP_AT, then waits up to DRAIN_SECONDS for the echoes
-    still due. Round trips that complete between MEASURE_FROM and STOP_AT are counted and
-    their latencies kept; every echo, counted or not, is compared with what was sent.
-    FRAMED: each payload goes as one echo message, whose every byte must come back."""
-    monotonic = time.monotonic
-    epollin, epollout = select.EPOLLIN, select.EPOLLOUT
-    count = len(sockets)
-    payload_size = len(bases[0])
-    wrap = harness.echo_message if framed else bytes
-    size = len(wrap(bases[0]))  # what goes each way per round trip
-    kinds = len(bases)
-    # Each connection's messages start with its own number, so no echo can pass on
-    # another connection; built now, before the clock starts.
-    messages = []
-    for i in range(count):
-        stamp = (first_number + i).to_bytes(4, "little")
-        messages.append([wrap((stamp + base[len(stamp):])[:payload_size]) for base in bases])
-    poller = select.epoll(max(count, 1))
-    slot = {}
-    kind = [i % kinds for i in range(count)]
-    got = [0] * count
-    differs = [False] * count
-    sent_at = [0.0] * count
-    unsent = [None] * count
-    in_flight = [False] * count
-    alive = [True] * count
-    latencies = array.array("d")
-    state = {"errors": 0, "outstanding": 0}
-    problems = []
-
-    def fail(i, what):
-        state["errors"] += 1
-        if len(problems) < 5:
-            problems.append("connection %d: %s" % (i, what))
-        if alive[i]:
-            alive[i] = False
-            try:
-                poller.unregister(sockets[i].fileno())
-            except OSError:
-                pass
-        if in_flight[i]:
-            in_flight[i] = False
-            state["outstanding"] -= 1
-
-    def send(i, now):
-        message = messages[i][kind[i]]
-        sent_at[i] = now
-        try:
-            done = sockets[i].send(message)
-        except BlockingIOError:
-            done = 0
-        except OSError as e:
-            fail(i, "send: %s" % e)
-            return
-        if done < size:
-            unsent[i] = memoryview(message)[done:]
-            poller.modify(sockets[i].fileno(), epollin | epollout)
-
-    for i, client in enumerate(sockets):
-        slot[client.fileno()] = i
-        poller.register(client.fileno(), epollin)
-    delay = start_at - monotonic()
-    if delay > 0:
-        time.sleep(delay)
-    now = monotonic()
-    for i in range(count):
-        in_flight[i] = True
-        state["outstanding"] += 1
-        send(i, now)
-
-    deadline = stop_at + DRAIN_SECONDS
-    trips = verified = 0
-    while state["outstanding"] > 0:
-        events = poller.poll(0.1)
-        if not events:
-            if monotonic() > deadline:
-                break
-            continue
-        for fd, mask in events:
-            i = slot[fd]
-            if not alive[i]:
-                continue
-            client = sockets[i]
-            if mask & epollout and unsent[i] is not None:
-                rest = unsent[i]
-                try:
-                    done = client.send(rest)
-                except BlockingIOError:
-                    done = 0
-                except OSError as e:
-                    fail(i, "send: %s" % e)
-                    continue
-                if done == len(rest):
-                    unsent[i] = None
-                    poller.modify(fd, epollin)
-                else:
-                    unsent[i] = rest[done:]
-            if not mask & epollin and not mask & (select.EPOLLHUP | select.EPOLLERR):
-                continue
-            try:
-                data = client.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as e:
-                fail(i, "receive: %s" % e)
-                continue
-            if not data:
-                fail(i, "closed by the server with %d of %d bytes back" % (got[i], size))
-                continue
-            arrived = len(data)
-            if not in_flight[i]:
-                fail(i, "%d bytes arrived with no message sent" % arrived)
-                continue
-            expected = messages[i][kind[i]]
-            before = got[i]
-            if before == 0 and arrived == size:
-                if data != expected:
-                    differs[i] = True
-            else:
-                if before + arrived > size:
-                    fail(i, "%d bytes came back for a %d-byte message" % (before + arrived, size))
-                    continue
-                if data != expected[before:before + arrived]:
-                    differs[i] = True
-                if before + arrived < size:
-                    got[i] = before + arrived
-                    continue
-            now = monotonic()
-            got[i] = 0
-            verified += size
-            if differs[i]:
-                differs[i] = False
-                state["errors"] += 1
-                if len(problems) < 5:
-                    problems.append("connection %d: an echo differs from what was sent" % i)
-            if now < stop_at:
-                if now >= measure_from:
-                    trips += 1
-                    latencies.append(now - sent_at[i])
-                kind[i] = (kind[i] + 1) % kinds
-                send(i, now)
-            else:
-                in_flight[i] = False
-                state["outstanding"] -= 1
-    for i in range(count):
-        if in_flight[i]:
-            fail(i, "no whole echo within %.0f s after the window" % DRAIN_SECONDS)
-    poller.close()
-    for client in sockets:
-        client.close()
-    return {"trips": trips, "latencies": latencies, "errors": state["errors"],
-            "verified": verified, "problems": problems}
+SUMMARY = harness.SUMMARY
+HOLDING = re.compile(r"^holding (\d+) connections")
 
 
 # --- the chat load (--chat): members of a chat chapter's room -------------------------
@@ -621,8 +459,6 @@ class _Chat:
 
 def _client_process(pipe, number):
     """One load process: connects, drives and closes as the parent asks, until None."""
-    rng = random.Random(number)
-    bases = {}
     sockets = []
     room = None  # a _Chat, from its join to its close
     parent = os.getppid()
@@ -647,15 +483,6 @@ def _client_process(pipe, number):
                     client.setblocking(False)
                     sockets.append(client)
                 pipe.send({"ok": True})
-            elif job["do"] == "drive":
-                size = job["size"]
-                if size not in bases:
-                    bases[size] = [rng.randbytes(size) for _ in range(MESSAGE_KINDS)]
-                result = _drive(sockets, number * 100000, bases[size], job["start_at"],
-                                job["measure_from"], job["stop_at"], job["framed"])
-                sockets = []
-                result["ok"] = True
-                pipe.send(result)
             elif job["do"] == "chat-join":
                 room = _Chat(sockets, job["names"], job["everyone"], job["size"])
                 sockets = []
@@ -755,12 +582,6 @@ class Load:
                                stop_at=stop_at, recv_size=recv_size)
         return self._ask_all(jobs, stop_at - time.monotonic() + 30)
 
-    def drive(self, size, start_at, measure_from, stop_at, framed=False):
-        job = {"do": "drive", "size": size, "start_at": start_at,
-               "measure_from": measure_from, "stop_at": stop_at, "framed": framed}
-        wait = stop_at - time.monotonic() + DRAIN_SECONDS + 30
-        return self._ask_all([job] * len(self.pipes), wait)
-
     def close(self):
         for pipe in self.pipes:
             try:
@@ -773,83 +594,6 @@ class Load:
                 process.terminate()
 
 
-# --- the native reference: a tiny epoll echo server ------------------------------------
-def _native_echo(listener):
-    listener.setblocking(False)
-    poller = select.epoll()
-    poller.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
-    clients = {}
-    unsent = {}
-    parent = os.getppid()
-    while True:
-        events = poller.poll(1.0)
-        if not events and os.getppid() != parent:
-            return  # the bench was killed: do not stay behind
-        for fd, mask in events:
-            if fd == listener.fileno():
-                while True:
-                    try:
-                        client, _ = listener.accept()
-                    except OSError:  # none waiting, or none to be had now
-                        break
-                    client.setblocking(False)
-                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    clients[client.fileno()] = client
-                    poller.register(client.fileno(), select.EPOLLIN)
-                continue
-            client = clients[fd]
-            try:
-                if mask & select.EPOLLOUT:
-                    rest = unsent[fd]
-                    done = client.send(rest)
-                    if done < len(rest):
-                        unsent[fd] = rest[done:]
-                        continue
-                    del unsent[fd]
-                    poller.modify(fd, select.EPOLLIN)
-                if fd in unsent:
-                    continue
-                data = client.recv(RECV_SIZE)
-                if not data:
-                    raise ConnectionResetError
-                done = client.send(data)
-                if done < len(data):
-                    unsent[fd] = memoryview(data)[done:]
-                    poller.modify(fd, select.EPOLLOUT)
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                poller.unregister(fd)
-                unsent.pop(fd, None)
-                clients.pop(fd).close()
-
-
-class NativeServer:
-    """SERVER_WORKERS forked processes accepting on one listener; started once, before
-    any thread exists, and used by every reference run."""
-
-    def __init__(self):
-        context = multiprocessing.get_context("fork")
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((HOST, 0))
-        listener.listen(1024)
-        self.port = listener.getsockname()[1]
-        self.processes = [context.Process(target=_native_echo, args=(listener,), daemon=True)
-                          for _ in range(SERVER_WORKERS)]
-        for process in self.processes:
-            process.start()
-        listener.close()
-
-    @property
-    def pids(self):
-        return [p.pid for p in self.processes]
-
-    def close(self):
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.join(5)
 
 
 # --- the client's capacity for the chat load: a trivial source --------------------------
@@ -937,35 +681,44 @@ class ChatSource:
             self.process.terminate()
 
 
-# --- CPU use, from /proc ---------------------------------------------------------------
+# --- /proc: CPU time and memory ------------------------------------------------------
 TICKS = os.sysconf("SC_CLK_TCK")
-CPU_GROUPS = ("client", "server", "wineserver", "others")
 
 
-def _process_ticks(pid):
+def cpu_seconds(pids):
+    """User plus system time the processes PIDS have used so far, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICKS
+
+
+def children_seconds():
+    """User plus system time of this process's children that have ended, in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rss_kib(pid):
+    """The resident memory of process PID in KiB (VmRSS), or None when it is gone."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _machine_ticks():
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return sum(fields[:8]) - idle
-
-
-def wine_prefix():
-    prefix = os.environ.get("WINEPREFIX") or os.path.join(ROOT, "build", "wineprefix")
-    return os.path.realpath(prefix)
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def wineserver_pid(prefix):
-    """The wineserver that serves PREFIX, or None: it holds every socket of the chapter
-    programs and does part of their I/O work, so its CPU belongs to the server's."""
+    """The wineserver that serves PREFIX, or None: it holds every socket of the programs
+    of that prefix and does part of their I/O, so its CPU belongs to theirs."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -984,33 +737,284 @@ def wineserver_pid(prefix):
     return None
 
 
-class CpuWindow:
-    """CPU used by groups of processes and by the whole machine between start() and stop(),
-    in cores (1.0 = one core busy all the time)."""
+def raise_file_limit():
+    """Raises this process's open-file limit to its hard limit, so that the wineservers
+    it starts inherit it; returns the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
-    def __init__(self, groups):
-        self.groups = groups  # name -> list of pids
 
-    def _sample(self):
-        return ({name: sum(_process_ticks(p) for p in pids) for name, pids in self.groups.items()},
-                _machine_ticks(), time.monotonic())
+# --- Wine prefixes ---------------------------------------------------------------------
+class Prefix:
+    """A Wine prefix with its wineserver: started for the run unless one is running, and
+    then stopped at the end; restart() gives it a fresh one."""
+
+    def __init__(self, path):
+        self.path = os.path.realpath(path)
+        self.env = dict(os.environ, WINEPREFIX=self.path)
+        self.ours = False
+
+    def _wine_sh(self, what):
+        done = subprocess.run(["sh", harness.WINE_SH, what], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=self.env, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError("scripts/wine.sh %s failed for %s: exit code %d" % (
+                what, self.path, done.returncode))
 
     def start(self):
-        self._first = self._sample()
+        self.ours = wineserver_pid(self.path) is None
+        self._wine_sh("start")
+        return self
+
+    def restart(self):
+        self._wine_sh("stop")
+        self._wine_sh("start")
 
     def stop(self):
-        groups, machine, when = self._sample()
-        first_groups, first_machine, first_when = self._first
-        seconds = (when - first_when) * TICKS
-        used = {name: (groups[name] - first_groups[name]) / seconds for name in groups}
-        ours = sum(used.values())
-        used["others"] = max(0.0, (machine - first_machine) / seconds - ours)
-        return used
+        if self.ours:
+            self._wine_sh("stop")
+
+    @property
+    def wineserver(self):
+        return wineserver_pid(self.path)
 
 
-# --- one run ---------------------------------------------------------------------------
-class Failed(Exception):
-    pass
+# --- loadgen ---------------------------------------------------------------------------
+class Loadgen:
+    """tools/loadgen.exe in the load prefix, its output read by threads as it comes."""
+
+    def __init__(self, prefix, args, port):
+        self.args = list(args) + ["--json", HOST, str(port)]
+        self.lines = []
+        self.errors = []
+        self.held = threading.Event()
+        self.process = subprocess.Popen(harness.command(LOADGEN, self.args),
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=prefix.env, cwd=ROOT)
+        self.readers = [threading.Thread(target=self._read, args=(s, l), daemon=True)
+                        for s, l in ((self.process.stdout, self.lines),
+                                     (self.process.stderr, self.errors))]
+        for reader in self.readers:
+            reader.start()
+
+    def _read(self, stream, lines):
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            lines.append(line)
+            if HOLDING.match(line):
+                self.held.set()
+        self.held.set()  # ended: nobody waits for a line that cannot come
+
+    def finish(self, timeout):
+        """Waits for the end; returns loadgen's JSON report with its exit code in "code"
+        and its stderr in "stderr"; raises RuntimeError when it hangs or prints none."""
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError("loadgen %s did not end within %.0f s" % (
+                " ".join(self.args), timeout)) from None
+        for reader in self.readers:
+            reader.join(10)
+        reports = [l for l in self.lines if l.startswith("{")]
+        if not reports:
+            raise RuntimeError("loadgen %s printed no report (exit code %d): %s" % (
+                " ".join(self.args), code, " | ".join(self.lines + self.errors)[:500]))
+        report = json.loads(reports[-1])
+        report["code"] = code
+        report["stderr"] = list(self.errors)
+        return report
+
+
+def loadgen_problems(report, connections):
+    """What went wrong in a loadgen run: its exit code, its errors, its connections."""
+    problems = report["stderr"][:5]  # each line names loadgen, or the call that failed
+    if report["code"] != 0 and not problems:
+        problems.append("loadgen exited %d" % report["code"])
+    if report["opened"] != connections:
+        problems.append("loadgen opened %d of %d connections" % (report["opened"], connections))
+    return problems
+
+
+# --- the servers -----------------------------------------------------------------------
+class Native:
+    """tools/epoll-echo, the native reference, fresh for each run like the chapters."""
+
+    name = "native"
+
+    def __init__(self):
+        self.process = subprocess.Popen([NATIVE_ECHO, "--workers", str(WORKERS)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, cwd=ROOT)
+        line = self.process.stdout.readline().decode("utf-8", "replace")
+        match = harness.LISTENING.match(line.strip())
+        if not match:
+            self.process.kill()
+            raise RuntimeError("epoll-echo printed %r, not its listening line" % line)
+        self.port = int(match.group("port"))
+
+    def quit(self, connections, verified):
+        out, err = self.process.communicate(b"quit\n", timeout=30)
+        lines = out.decode("utf-8", "replace").splitlines()
+        summary = [SUMMARY.match(l) for l in lines if SUMMARY.match(l)]
+        failed = ["epoll-echo: %s" % l for l in err.decode("utf-8", "replace").splitlines()]
+        if self.process.returncode != 0:
+            failed.append("epoll-echo exited %d" % self.process.returncode)
+        if not summary or int(summary[0].group("bytes")) != verified:
+            failed.append("epoll-echo's summary %r does not match the %d bytes verified" % (
+                lines[-1:], verified))
+        return failed
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_chapter(chapter, args, connections):
+    """A fresh server of CHAPTER with ARGS, once it is ready for clients."""
+    server = harness.Server(chapter.exe, args)
+    try:
+        server.port  # first: it reads the listening line, which comes before these
+        server.wait_for(r"^\d+ worker threads waiting on the port")
+        if chapter.has("acceptex"):
+            server.wait_for(r"^\d+ accepts posted on the listener$")
+    except AssertionError:
+        server.__exit__(None, None, None)
+        raise
+    return server
+
+
+def quit_chapter(server, chapter, connections, received):
+    """Waits for CONNECTIONS disconnected lines, quits SERVER, and says what is wrong with
+    how it ended (check_end)."""
+    failed = []
+    try:
+        server.wait_until(
+            lambda lines: sum(1 for l in lines if DISCONNECTED.match(l)) >= connections,
+            timeout=SERVER_LINES_SECONDS, what="%d disconnected lines" % connections)
+    except AssertionError:
+        failed.append("printed fewer than %d disconnected lines" % connections)
+    more, reasons = check_end(server, server.quit(), connections, received)
+    return failed + more, reasons
+
+
+def check_end(server, code, connections, received):
+    """What is wrong with how SERVER ended with exit code CODE: the code, its stderr, and
+    a summary that must count CONNECTIONS and RECEIVED bytes; and how many clients each
+    disconnect reason ended."""
+    failed = []
+    lines = list(server.stdout)
+    summary = [SUMMARY.match(l) for l in lines if SUMMARY.match(l)]
+    if code != 0:
+        failed.append("exit code %s after quit" % code)
+    if server.stderr:
+        failed.append("printed on stderr: %s" % " | ".join(server.stderr[:5]))
+    if not summary:
+        failed.append("printed no 'connections served' line")
+    elif (int(summary[0].group("connections")), int(summary[0].group("bytes"))) != (
+            connections, received):
+        failed.append("%r, but the clients opened %d and got %d bytes back" % (
+            summary[0].group(0), connections, received))
+    reasons = {}
+    for line in lines:
+        match = DISCONNECTED.match(line)
+        if match:
+            reasons[match.group("reason")] = reasons.get(match.group("reason"), 0) + 1
+        elif REFUSED.match(line):
+            failed.append("refused a client: %s" % line)
+    return failed, reasons
+
+
+# --- echo and idle runs ----------------------------------------------------------------
+def run_echo(target, size, connections, args, prefixes):
+    """One fresh server (a chapter, or "native") under one ping-pong load from loadgen."""
+    del harness.RUNS[:]  # the harness keeps every run for test reports; not needed here
+    load = ["--connections", str(connections), "--size", str(size), "--seconds",
+            "%d" % args.seconds, "--warmup", "%d" % args.warmup]
+    if target == "native":
+        server = Native()
+        pids, port = [server.process.pid], server.port
+    else:
+        server = start_chapter(target, SERVER_ARGS + target.message_options(size), connections)
+        pids, port = [server.process.pid, prefixes["server"].wineserver], server.port
+        if target.has("messages"):
+            load.append("--framed")
+    try:
+        load_pids = [prefixes["load"].wineserver]
+        before, load_before, started = cpu_seconds(pids), cpu_seconds(load_pids), time.monotonic()
+        # loadgen is gone from /proc once it ends: its time is read as a child's, reaped.
+        children = children_seconds()
+        loadgen = Loadgen(prefixes["load"], load, port)
+        report = loadgen.finish(args.seconds + args.warmup + LOADGEN_SLACK)
+        used = cpu_seconds(pids) - before
+        elapsed = time.monotonic() - started
+        load_used = cpu_seconds(load_pids) - load_before + children_seconds() - children
+        failed = loadgen_problems(report, connections)
+        if target == "native":
+            failed += server.quit(connections, report["bytes_verified"])
+        else:
+            failed += quit_chapter(server, target, connections, report["bytes_verified"])[0]
+    finally:
+        if target == "native":
+            server.close()
+        else:
+            server.__exit__(None, None, None)
+    return {"rate": report["per_second"], "p50": report["p50_ms"], "p99": report["p99_ms"],
+            "cpu_us": used / report["messages"] * 1e6 if report["messages"] else float("nan"),
+            "load_cores": load_used / elapsed, "verified": report["bytes_verified"],
+            "errors": sum(report["errors"].values()), "failed": failed}
+
+
+def run_idle(target, connections, args, prefixes):
+    """One fresh server holding CONNECTIONS idle connections from loadgen --idle: how much
+    its memory, and its wineserver's, grew from before the first connect to the hold."""
+    del harness.RUNS[:]
+    if target == "native":
+        server = Native()
+        port = server.port
+    else:
+        prefixes["server"].restart()  # its memory from earlier sockets stays otherwise
+        args_ = ["--port", "0", "--workers", str(WORKERS), "--max-clients", str(connections)]
+        server = start_chapter(target, args_, connections)
+        port = server.port
+    wine = None if target == "native" else prefixes["server"].wineserver
+    try:
+        before = (rss_kib(server.process.pid), rss_kib(wine) if wine else None)
+        load = ["--idle", "--connections", str(connections), "--size", "1", "--seconds",
+                "%d" % args.hold]
+        if target != "native" and target.has("messages"):
+            load.append("--framed")
+        loadgen = Loadgen(prefixes["load"], load, port)
+        loadgen.held.wait(LOADGEN_SLACK + connections / 100)
+        time.sleep(0.5)  # the last connected lines, printed after their echo
+        during = (rss_kib(server.process.pid), rss_kib(wine) if wine else None)
+        report = loadgen.finish(args.hold + LOADGEN_SLACK + connections / 100)
+        failed = loadgen_problems(report, connections)
+        if report["held"] != connections:
+            failed.append("loadgen held %d of %d connections" % (report["held"], connections))
+        if target == "native":
+            failed += server.quit(connections, report["bytes_verified"])
+        else:
+            failed += quit_chapter(server, target, connections, report["bytes_verified"])[0]
+    finally:
+        if target == "native":
+            server.close()
+        else:
+            server.__exit__(None, None, None)
+
+    def per_connection(i):
+        if before[i] is None or during[i] is None:
+            return float("nan")
+        return (during[i] - before[i]) / connections
+
+    return {"held": report["held"], "server_kib": per_connection(0),
+            "wineserver_kib": per_connection(1), "verified": report["bytes_verified"],
+            "errors": sum(report["errors"].values()), "failed": failed}
 
 
 def _sleep_until(when):
@@ -1019,248 +1023,117 @@ def _sleep_until(when):
         time.sleep(delay)
 
 
-def _in_window(cpu, warmup, seconds, drive):
-    """Calls DRIVE(start_at, measure_from, stop_at), the load's answers, with the start
-    START_DELAY from now and the window after WARMUP; returns the answers and the CPU
-    used in the window, sampled by a thread of its own while this one waits."""
-    start_at = time.monotonic() + START_DELAY
-    measure_from = start_at + warmup
-    stop_at = measure_from + seconds
-    window = {}
-
-    def sample():
-        _sleep_until(measure_from)
-        cpu.start()
-        _sleep_until(stop_at)
-        window.update(cpu.stop())
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    answers = drive(start_at, measure_from, stop_at)
-    sampler.join()
-    return answers, window
-
-
-def _drive_and_measure(load, cpu, size, warmup, seconds, framed=False):
-    answers, window = _in_window(
-        cpu, warmup, seconds,
-        lambda start_at, measure_from, stop_at: load.drive(size, start_at, measure_from,
-                                                           stop_at, framed))
-    latencies = array.array("d")
-    for answer in answers:
-        latencies.extend(answer["latencies"])
-    latencies = sorted(latencies)
-    return {
-        "trips": sum(a["trips"] for a in answers),
-        "rate": sum(a["trips"] for a in answers) / seconds,
-        "p50": _percentile(latencies, 0.50),
-        "p99": _percentile(latencies, 0.99),
-        "errors": sum(a["errors"] for a in answers),
-        "verified": sum(a["verified"] for a in answers),
-        "problems": [p for a in answers for p in a["problems"]],
-        "cpu": window,
-    }
-
-
-def _percentile(ordered, fraction):
-    if not ordered:
-        return float("nan")
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
-def disconnect_reasons(lines):
-    """How many clients each reason ended, from the server's disconnected LINES, and the
-    lines in which it refused one."""
-    reasons = {}
-    refused = []
-    for line in lines:
-        match = DISCONNECTED.match(line)
-        if match:
-            reasons[match.group("reason")] = reasons.get(match.group("reason"), 0) + 1
-        elif REFUSED.match(line):
-            refused.append(line)
-    return reasons, refused
-
-
-def connect_all(server, chapter, load, connections):
-    """Once SERVER is ready for clients, connects the load's CONNECTIONS and waits until the
-    server has printed a connected line for each."""
-    port = server.port
-    server.wait_for(r"^\d+ worker threads waiting on the port")
-    if chapter.has("acceptex"):
-        server.wait_for(r"^\d+ accepts posted on the listener$")
-    load.connect(port, connections)
-    server.wait_until(
-        lambda lines: sum(1 for l in lines if CONNECTED.match(l)) >= connections,
-        timeout=30, what="%d 'client N connected' lines" % connections)
-
-
-def run_chapter(chapter, load, size, connections, warmup, seconds, prefix):
-    """One fresh server of CHAPTER under one load; returns the measurement, with what the
-    server did that is worth a look in "odd" and what it did wrong in "failed"."""
-    del harness.RUNS[:]  # the harness keeps every run for test reports; not needed here
-    odd = []
-    framed = chapter.has("messages")
-    with harness.Server(chapter.exe, SERVER_ARGS + chapter.message_options(size)) as server:
-        try:
-            connect_all(server, chapter, load, connections)
-            wineserver = wineserver_pid(prefix)
-            groups = {"client": load.pids, "server": [server.process.pid]}
-            groups["wineserver"] = [wineserver] if wineserver else []
-            result = _drive_and_measure(load, CpuWindow(groups), size, warmup, seconds, framed)
-            server.wait_until(
-                lambda lines: sum(1 for l in lines if DISCONNECTED.match(l)) >= connections,
-                timeout=30, what="%d 'client N disconnected' lines" % connections)
-            code = server.quit()
-        except AssertionError as e:
-            raise Failed("%s: %s" % (chapter.name, e)) from None
-        lines = list(server.stdout)
-        reasons, refused = disconnect_reasons(lines)
-        odd += ["refused a client: %s" % line for line in refused]
-        for reason, times in sorted(reasons.items()):
-            if reason != "peer closed the connection":
-                odd.append("%d clients disconnected with: %s" % (times, reason))
-        failed = check_exit(server, code, lines, connections, result["verified"],
-                            "the clients got %d back")
-    result["odd"] = odd
-    result["failed"] = failed
-    return result
-
-
-def run_native(native, load, size, connections, warmup, seconds):
-    load.connect(native.port, connections)
-    groups = {"client": load.pids, "server": native.pids, "wineserver": []}
-    result = _drive_and_measure(load, CpuWindow(groups), size, warmup, seconds)
-    result["odd"] = []
-    result["failed"] = []
-    return result
-
-
-# --- chat runs ---------------------------------------------------------------------------
+# --- chat runs -------------------------------------------------------------------------
 # The chat chapter's --max-queued: the largest the option takes. Each sayer has one line
-# in flight, so a member that keeps up has about one line per sayer in its queue (100
-# members: 100 x 69 bytes at the default line size); a cap this far above that means a
-# member that reads is never dropped as too slow, and one that is dropped is an error.
+# in flight, so a member that keeps up has about one line per sayer in its queue; a cap
+# this far above that means a member that reads is never dropped as too slow, and one
+# that is dropped is an error.
 CHAT_MAX_QUEUED = 64 << 20
 TOO_SLOW = "too slow"
 STOPPING = "server stopping"
 # The trivial source's sockets: small buffers, so a hundred full ones stay a few MiB.
 SOURCE_BUFFERS = 256 * 1024
-# Reads in the capacity run take at most as many lines as the chat run's reads did on
-# average (the last chat run's); before any, this many (chapter 12 gathers up to 16 queued
-# messages into one WSASend).
+# The lines a read takes in the capacity run, before a chat run has said how many its
+# reads took (chapter 12 gathers up to 16 queued messages into one WSASend).
 DEFAULT_FRAMES_PER_READ = 16
-
-
-def _chat_server_args(chapter, size):
-    return SERVER_ARGS + ["--max-queued", str(CHAT_MAX_QUEUED)] + chapter.message_options(size)
+START_DELAY = 0.2
 
 
 def _sum(answers, key):
     return sum(a[key] for a in answers)
 
 
-def run_chat(chapter, load, members, size, warmup, seconds, prefix):
-    """One fresh server of a chat CHAPTER: MEMBERS connect and join, say lines in
+def _window(args):
+    start_at = time.monotonic() + START_DELAY
+    return start_at, start_at + args.warmup, start_at + args.warmup + args.seconds
+
+
+def _latencies(answers):
+    ordered = sorted(x for a in answers for x in a["latencies"])
+    if not ordered:
+        return float("nan"), float("nan")
+    pick = [ordered[max(0, math.ceil(f * len(ordered)) - 1)] * 1000 for f in (0.50, 0.99)]
+    return pick[0], pick[1]
+
+
+def run_chat(chapter, load, args, prefixes):
+    """One fresh server of a chat CHAPTER: the members connect and join, say lines in
     ping-pong through the window and their last lines after it; then "quit", with every
     member still in the room, and the server must exit 0, having sent what they got."""
     del harness.RUNS[:]
-    odd = []
-    failed = []
-    with harness.Server(chapter.exe, _chat_server_args(chapter, size)) as server:
-        try:
-            connect_all(server, chapter, load, members)
-            joined = load.chat_join(members, size)
-            wineserver = wineserver_pid(prefix)
-            groups = {"client": load.pids, "server": [server.process.pid],
-                      "wineserver": [wineserver] if wineserver else []}
-            answers, window = _in_window(CpuWindow(groups), warmup, seconds, load.chat_drive)
-            # Quit with everyone still in the room: no notices go out at quit, so what the
-            # server counts as sent is exactly what the members have read.
-            code = server.quit()
-        except AssertionError as e:
-            raise Failed("%s: %s" % (chapter.name, e)) from None
+    members, size = args.members, args.line_size
+    server_args = SERVER_ARGS + ["--max-queued", str(CHAT_MAX_QUEUED)] + \
+        chapter.message_options(size)
+    with start_chapter(chapter, server_args, members) as server:
+        load.connect(server.port, members)
+        server.wait_until(lambda lines: sum(1 for l in lines if CONNECTED.match(l)) >= members,
+                          timeout=SERVER_LINES_SECONDS, what="%d connected lines" % members)
+        joined = load.chat_join(members, size)
+        pids = [server.process.pid, prefixes["server"].wineserver]
+        before = cpu_seconds(pids)
+        answers = load.chat_drive(*_window(args))
+        used = cpu_seconds(pids) - before
+        # Quit with everyone still in the room: no notices go out at quit, so what the
+        # server counts as sent is exactly what the members have read.
+        code = server.quit()
         closed = load.chat_close(CHAT_DRAIN_SECONDS)
-        lines = list(server.stdout)
-    reasons, refused = disconnect_reasons(lines)
-    failed += ["refused a member: %s" % line for line in refused]
+        phases = joined + answers + closed
+        failed, reasons = check_end(server, code, members, _sum(phases, "received"))
     dropped = sum(times for reason, times in reasons.items() if reason.startswith(TOO_SLOW))
-    for reason, times in sorted(reasons.items()):
-        if reason.startswith(TOO_SLOW):
-            failed.append("dropped %d member%s that read%s: %s" % (
-                times, "" if times == 1 else "s", "s" if times == 1 else "", reason))
-        elif reason != STOPPING:
-            failed.append("%d members disconnected with: %s" % (times, reason))
-    phases = joined + answers + closed
-    received = _sum(phases, "received")
-    failed += check_exit(server, code, lines, members, received, "the members read %d")
-    latencies = array.array("d")
-    for answer in answers:
-        latencies.extend(answer["latencies"])
-    latencies = sorted(latencies)
+    failed += ["%d members disconnected with: %s" % (times, reason)
+               for reason, times in sorted(reasons.items()) if reason != STOPPING]
+    p50, p99 = _latencies(answers)
     reads = _sum(answers, "reads")
-    left = sorted(set(n for a in phases for n in a["left"]))
-    if left:
-        odd.append("the others were told these members left: %s" % " ".join(left[:10]))
-    return {
-        "rate": _sum(answers, "deliveries") / seconds,
-        "lines": _sum(answers, "trips") / seconds,
-        "p50": _percentile(latencies, 0.50),
-        "p99": _percentile(latencies, 0.99),
-        "errors": _sum(phases, "errors") + len(failed),
-        "dropped": dropped,
-        "verified": _sum(phases, "delivered"),
-        "said": _sum(answers, "said"),
-        "frames_per_read": _sum(answers, "delivered") / reads if reads else float("nan"),
-        "problems": [p for a in phases for p in a["problems"]],
-        "cpu": window,
-        "odd": odd,
-        "failed": failed,
-    }
+    delivered = _sum(answers, "delivered")
+    return {"rate": _sum(answers, "deliveries") / args.seconds,
+            "lines": _sum(answers, "trips") / args.seconds, "p50": p50, "p99": p99,
+            "cpu_us": used / delivered * 1e6 if delivered else float("nan"),
+            "verified": _sum(phases, "delivered"), "dropped": dropped,
+            "frames_per_read": delivered / reads if reads else float("nan"),
+            "errors": _sum(phases, "errors"),
+            "failed": failed + [p for a in phases for p in a["problems"]]}
 
 
-def run_capacity(source, load, members, size, warmup, seconds, frames_per_read):
-    """The load processes reading and checking chat traffic from the trivial source, each
-    read at most FRAMES_PER_READ lines: how many deliveries a second they can take."""
-    lines_per_read = max(1, int(math.ceil(frames_per_read))) \
-        if not math.isnan(frames_per_read) else DEFAULT_FRAMES_PER_READ
-    recv_size = lines_per_read * len(_line_frame(CHAT_NAME % 0, 0, size))
+def run_capacity(source, load, args, frames_per_read):
+    """The chat members reading and checking lines from the trivial source, each read at
+    most FRAMES_PER_READ lines: how many deliveries a second they can take."""
+    members, size = args.members, args.line_size
+    per_read = DEFAULT_FRAMES_PER_READ if math.isnan(frames_per_read) else \
+        max(1, int(math.ceil(frames_per_read)))
+    recv_size = per_read * len(_line_frame(CHAT_NAME % 0, 0, size))
     source.start(members, size, SOURCE_BUFFERS)
     load.connect(source.port, members, buffers=SOURCE_BUFFERS)
-    groups = {"client": load.pids, "server": source.pids, "wineserver": []}
-    answers, window = _in_window(
-        CpuWindow(groups), warmup, seconds,
-        lambda start_at, measure_from, stop_at: load.chat_read(members, size, measure_from,
-                                                               stop_at, recv_size))
+    _, measure_from, stop_at = _window(args)
+    answers = load.chat_read(members, size, measure_from, stop_at, recv_size)
     source.finish()
-    reads = _sum(answers, "reads")
-    return {
-        "rate": _sum(answers, "deliveries") / seconds,
-        "lines": float("nan"), "p50": float("nan"), "p99": float("nan"),
-        "errors": _sum(answers, "errors"),
-        "dropped": 0,
-        "verified": _sum(answers, "delivered"),
-        "frames_per_read": _sum(answers, "delivered") / reads if reads else float("nan"),
-        "read_limit": lines_per_read,
-        "problems": [p for a in answers for p in a["problems"]],
-        "cpu": window,
-        "odd": [],
-        "failed": [],
-    }
+    return {"rate": _sum(answers, "deliveries") / args.seconds, "lines": float("nan"),
+            "p50": float("nan"), "p99": float("nan"), "cpu_us": float("nan"),
+            "verified": _sum(answers, "delivered"), "dropped": 0,
+            "errors": _sum(answers, "errors"),
+            "failed": [p for a in answers for p in a["problems"]]}
 
 
 # --- the report ------------------------------------------------------------------------
 def _size_name(size):
-    if size >= 1024 and size % 1024 == 0:
-        return "%d KiB" % (size // 1024)
-    return "%d B" % size
+    return "%d KiB" % (size // 1024) if size >= 1024 and size % 1024 == 0 else "%d B" % size
+
+
+def _median(values):
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.median(values) if values else float("nan")
 
 
 def _spread(values, form):
-    values = [v for v in values if not math.isnan(v)]
+    values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return "-"
-    return "%s (%s-%s)" % (form(statistics.median(values)), form(min(values)), form(max(values)))
+    return "%s (%s–%s)" % (form(statistics.median(values)), form(min(values)), form(max(values)))
+
+
+def _ratios(mine, base, key):
+    """The median of the per-repetition ratios of KEY, MINE over BASE."""
+    return _median([m[key] / b[key] for m, b in zip(mine, base)
+                    if b[key] and not math.isnan(b[key]) and not math.isnan(m[key])])
 
 
 def _rate(value):
@@ -1268,548 +1141,329 @@ def _rate(value):
 
 
 def _ms(value):
-    return "%.2f" % (value * 1000) if value < 0.1 else "%.1f" % (value * 1000)
-
-
-def _ratio(value):
     return "%.2f" % value
 
 
-def report(args, chapter_list, results, out):
-    """The table: one block per load, one row per chapter, the ratio of each later chapter
-    to the first, and the native reference."""
-    first = chapter_list[0]
-    names = [c.name for c in chapter_list] + ["native"]
-    width = max(len("native reference"), max(len(c.name) for c in chapter_list),
-                len("ratio %s/%s" % (chapter_list[-1].name[:2], first.name[:2])))
-    print("", file=out)
-    print("echo ping-pong over loopback: %d repetition%s of %g s each (after %g s of warm-up), "
-          "run after run interleaved; servers: %s" % (args.repeat, "" if args.repeat == 1 else "s",
-                                                     args.seconds, args.warmup,
-                                                     " ".join(SERVER_ARGS)), file=out)
-    print("msgs/s = round trips completed per second; p50/p99 = round-trip latency in ms; "
-          "each figure is the median of the repetitions (min-max)", file=out)
-    print("CPU = cores used in the measured window (median) by the client processes / the "
-          "server / its wineserver / everything else on the machine (%d cores)" % os.cpu_count(),
-          file=out)
-    print("client: %d Python processes, epoll, non-blocking sockets, TCP_NODELAY; native "
-          "reference: Python, epoll, %d processes" % (args.client_processes, SERVER_WORKERS),
-          file=out)
-    header = "%-*s  %-28s  %-24s  %-24s  %s" % (width, "", "msgs/s", "p50 ms", "p99 ms",
-                                               "CPU " + "/".join(CPU_GROUPS))
-    verdicts = []
-    for size in args.sizes:
-        for connections in args.connections:
-            key = (size, connections)
-            print("", file=out)
-            print("%s messages, %d connection%s" % (_size_name(size), connections,
-                                                     "" if connections == 1 else "s"), file=out)
-            print(header, file=out)
-            for name in names:
-                runs = results[key][name]
-                label = "native reference" if name == "native" else name
-                cpu = "/".join("%.2f" % statistics.median([r["cpu"][g] for r in runs])
-                               for g in CPU_GROUPS)
-                print("%-*s  %-28s  %-24s  %-24s  %s" % (
-                    width, label, _spread([r["rate"] for r in runs], _rate),
-                    _spread([r["p50"] for r in runs], _ms),
-                    _spread([r["p99"] for r in runs], _ms), cpu), file=out)
-                if name == chapter_list[-1].name and len(chapter_list) > 1:
-                    for later in chapter_list[1:]:
-                        base = results[key][first.name]
-                        mine = results[key][later.name]
-                        rates = [m["rate"] / b["rate"] for m, b in zip(mine, base) if b["rate"]]
-                        p50s = [m["p50"] / b["p50"] for m, b in zip(mine, base) if b["p50"]]
-                        p99s = [m["p99"] / b["p99"] for m, b in zip(mine, base) if b["p99"]]
-                        print(("%-*s  %-28s  %-24s  %s" % (
-                            width, "ratio %s/%s" % (later.name[:2], first.name[:2]),
-                            _spread(rates, _ratio), _spread(p50s, _ratio),
-                            _spread(p99s, _ratio))).rstrip(), file=out)
-            best = max(statistics.median([r["rate"] for r in results[key][c.name]])
-                       for c in chapter_list)
-            native = statistics.median([r["rate"] for r in results[key]["native"]])
-            client = max(statistics.median([r["cpu"]["client"] for r in results[key][c.name]])
-                         for c in chapter_list)
-            verdicts.append((size, connections, native / best if best else float("inf"), client))
-    print("", file=out)
-    print("ratios: msgs/s above 1 and latency below 1 mean %s did better than %s in the same "
-          "repetition" % ("the later chapter" if len(chapter_list) > 2 else chapter_list[-1].name,
-                          first.name), file=out)
-    return verdicts
+def _x(value):
+    return "-" if math.isnan(value) else "%.2f×" % value
 
 
-def print_verdict(verdicts, out):
-    print("", file=out)
-    print("is the load generator the limit? The native reference server, driven by the same "
-          "client with the same load:", file=out)
-    limited = []
-    for size, connections, headroom, client in verdicts:
-        if connections == 1:
-            what = "latency-bound (one message in flight), not a test of the client's capacity"
-        elif headroom >= HEADROOM:
-            what = "not the limit"
-        else:
-            what = "MAY BE THE LIMIT"
-            limited.append((size, connections))
-        print("  %s, %d connection%s: %.1fx the fastest chapter's msgs/s; the client used at "
-              "most %.2f cores with the chapters: %s" % (
-                  _size_name(size), connections, "" if connections == 1 else "s", headroom,
-                  client, what), file=out)
-    if not any(connections > 1 for _, connections, _, _ in verdicts):
-        print("no load had more than one connection, so the client's capacity was not tested",
-              file=out)
-    elif limited:
-        print("the client may be the bottleneck for: %s; those chapter figures are a lower "
-              "bound, and their ratios may be squeezed towards 1" % ", ".join(
-                  "%s x %d" % (_size_name(s), c) for s, c in limited), file=out)
-    else:
-        print("the client got at least %.0fx more through a native server on every load with "
-              "more than one connection, so it was not what limited the chapters" % HEADROOM,
-              file=out)
+def _kib(value):
+    return "%.2f" % value
 
 
-# --- the chat report ----------------------------------------------------------------------
-def _chat_progress(done, total, repetition, name, members, result):
-    cpu = result["cpu"]
-    if "dropped" in result:
-        what = "%8s deliveries/s, %6s lines/s, p99 %6s ms, %d errors, %d dropped" % (
-            _rate(result["rate"]), "-" if math.isnan(result["lines"]) else _rate(result["lines"]),
-            "-" if math.isnan(result["p99"]) else _ms(result["p99"]), result["errors"],
-            result["dropped"])
-    else:
-        what = "%8s msgs/s (echo), p99 %6s ms, %d errors" % (
-            _rate(result["rate"]), _ms(result["p99"]), result["errors"])
-    return "[%2d/%d] rep %d %-32s x %3d: %s; CPU %s%s" % (
-        done, total, repetition, name, members, what,
-        " ".join("%s %.2f" % (g, cpu[g]) for g in CPU_GROUPS),
-        "".join("; " + o for o in result["odd"] + result["failed"]))
+def echo_table(key, runs, names, base, out):
+    """One load's rows: msgs/s, ratio to BASE and to native, latency, CPU per message."""
+    print("\n**%s** ping-pong (messages per second; each figure the median of the "
+          "repetitions, min–max)\n" % key, file=out)
+    print("| server | msgs/s | vs %s | vs native | p50 ms | p99 ms | CPU µs/msg | "
+          "loadgen cores |" % base[:2], file=out)
+    print("|---|---|---|---|---|---|---|---|", file=out)
+    for name in names:
+        mine = runs[name]
+        print("| %s | %s | %s | %s | %s | %s | %s | %.2f |" % (
+            name, _spread([r["rate"] for r in mine], _rate),
+            _x(_ratios(mine, runs[base], "rate")) if name != "native" else "-",
+            _x(_ratios(mine, runs["native"], "rate")),
+            _spread([r["p50"] for r in mine], _ms), _spread([r["p99"] for r in mine], _ms),
+            _spread([r["cpu_us"] for r in mine], lambda v: "%.0f" % v),
+            _median([r["load_cores"] for r in mine])), file=out)
+    best = max(_median([r["rate"] for r in runs[n]]) for n in names if n != "native")
+    headroom = _median([r["rate"] for r in runs["native"]]) / best if best else float("inf")
+    verdict = "latency-bound, one message in flight" if key.startswith("1 x") else \
+        "not the limit" if headroom >= HEADROOM else "MAY BE THE LIMIT: chapter figures are a floor"
+    print("\nloadgen against the native reference: %.1f× the fastest chapter (%s)" % (
+        headroom, verdict), file=out)
 
 
-def report_chat(args, chat_list, baseline, results, out):
+def chat_table(runs, names, args, out):
     members, size = args.members, args.line_size
-    echo = "%s echo" % baseline.name
-    capacity = "client capacity (trivial source)"
-    rows = [c.name for c in chat_list] + ["ratio", echo, "native echo reference", capacity]
-    width = max(len(r) for r in rows + ["ratio %s/%s" % (chat_list[-1].name[:2],
-                                                         baseline.name[:2])])
-    print("", file=out)
-    print("chat room over loopback: %d members of one room, each saying %d-byte lines in "
-          "ping-pong; %d repetition%s of %g s each (after %g s of warm-up), run after run "
-          "interleaved; servers: %s, the chat chapter%s also --max-queued %d" % (
-              members, size, args.repeat, "" if args.repeat == 1 else "s", args.seconds,
-              args.warmup, " ".join(SERVER_ARGS), "s" if len(chat_list) > 1 else "",
-              CHAT_MAX_QUEUED), file=out)
-    print("deliveries/s = MESSAGEs received by all the members per second: one line said is "
-          "%d deliveries, the sayer's own copy included; lines/s = lines back at their sayer "
-          "per second; p50/p99 = a sayer's round trip in ms, SAY to its own line back" % members,
+    print("\n**chat**: %d members, %d-byte lines in ping-pong (deliveries = MESSAGEs all "
+          "members received; one line said is %d deliveries)\n" % (members, size, members),
           file=out)
-    print("the echo rows: %d connections of %d-byte echo messages (the native reference: raw "
-          "bytes); their deliveries/s is msgs/s, one echo being one delivery, and p50/p99 the "
-          "echo's round trip" % (members, size), file=out)
-    print("each figure is the median of the repetitions (min-max); CPU = cores used in the "
-          "measured window (median) by the client processes / the server (the trivial source) "
-          "/ its wineserver / everything else on the machine (%d cores)" % os.cpu_count(),
+    base = names[0]
+    print("| server | deliveries/s | vs %s | lines/s | p50 ms | p99 ms | CPU µs/delivery | "
+          "dropped |" % base[:2], file=out)
+    print("|---|---|---|---|---|---|---|---|", file=out)
+    for name in names + ["capacity"]:
+        mine = runs[name]
+        label = "client capacity (trivial source)" if name == "capacity" else name
+        print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label, _spread([r["rate"] for r in mine], _rate),
+            _x(_ratios(mine, runs[base], "rate")) if name != "capacity" else "-",
+            _spread([r["lines"] for r in mine], _rate),
+            _spread([r["p50"] for r in mine], _ms), _spread([r["p99"] for r in mine], _ms),
+            _spread([r["cpu_us"] for r in mine], lambda v: "%.1f" % v),
+            sum(r["dropped"] for r in mine)), file=out)
+    best = max(_median([r["rate"] for r in runs[n]]) for n in names)
+    cap = _median([r["rate"] for r in runs["capacity"]])
+    print("\nthe chat members checked %.1f× the fastest chapter's deliveries from the trivial "
+          "source (%s)" % (cap / best if best else float("inf"),
+                           "not the limit" if cap >= HEADROOM * best else "MAY BE THE LIMIT"),
           file=out)
-    print("client: %d Python processes, epoll, non-blocking sockets, TCP_NODELAY" %
-          args.client_processes, file=out)
-    print("--max-queued %d%s: each sayer has one line in flight, so a member that keeps up "
-          "holds about %d lines (%d bytes) in its queue; a member that reads is never to be "
-          "dropped, and one that is dropped counts as an error" % (
-              CHAT_MAX_QUEUED, " (64 MiB, the most it takes)" if CHAT_MAX_QUEUED == 64 << 20
-              else "", members, members * len(_line_frame(CHAT_NAME % 0, 0, size))), file=out)
-    print("", file=out)
-    print("%d members, %d-byte lines" % (members, size), file=out)
-    print("%-*s  %-28s  %-22s  %-20s  %-20s  %-7s %-8s %s" % (
-        width, "", "deliveries/s", "lines/s", "p50 ms", "p99 ms", "errors", "dropped",
-        "CPU " + "/".join(CPU_GROUPS)), file=out)
-
-    def row(label, runs, lines=True):
-        cpu = "/".join("%.2f" % statistics.median([r["cpu"][g] for r in runs])
-                       for g in CPU_GROUPS)
-        print("%-*s  %-28s  %-22s  %-20s  %-20s  %-7d %-8s %s" % (
-            width, label, _spread([r["rate"] for r in runs], _rate),
-            _spread([r["lines"] for r in runs], _rate) if lines else "-",
-            _spread([r["p50"] for r in runs], _ms), _spread([r["p99"] for r in runs], _ms),
-            sum(r["errors"] for r in runs),
-            str(sum(r["dropped"] for r in runs)) if "dropped" in runs[0] else "-", cpu),
-            file=out)
-
-    for chapter in chat_list:
-        row(chapter.name, results[chapter.name])
-    row(echo, results[echo], lines=False)
-    for chapter in chat_list:
-        mine, base = results[chapter.name], results[echo]
-        rates = [m["rate"] / b["rate"] for m, b in zip(mine, base) if b["rate"]]
-        lines = [m["lines"] / b["rate"] for m, b in zip(mine, base) if b["rate"]]
-        p50s = [m["p50"] / b["p50"] for m, b in zip(mine, base) if b["p50"]]
-        p99s = [m["p99"] / b["p99"] for m, b in zip(mine, base) if b["p99"]]
-        print(("%-*s  %-28s  %-22s  %-20s  %s" % (
-            width, "ratio %s/%s" % (chapter.name[:2], baseline.name[:2]),
-            _spread(rates, _ratio), _spread(lines, _ratio), _spread(p50s, _ratio),
-            _spread(p99s, _ratio))).rstrip(), file=out)
-    row("native echo reference", results["native"], lines=False)
-    row(capacity, results[capacity], lines=False)
-
-    print("", file=out)
-    for chapter in chat_list:
-        ratio = statistics.median([m["rate"] / b["rate"] for m, b in
-                                   zip(results[chapter.name], results[echo]) if b["rate"]] or [0])
-        print("ratio %s/%s: deliveries/s over %s's echo msgs/s, both at %d connections in the "
-              "same repetition (lines/s over msgs/s in the lines column, round trip over round "
-              "trip in the latency columns). An echo round trip is one message in and one out; "
-              "a line said is one in and %d out, the sayer's own copy included." % (
-                  chapter.name[:2], baseline.name[:2], baseline.name, members, members),
-              file=out)
-        if ratio > 0:
-            print("  %.2f: one delivery takes the server about %.2f of what an echo round trip "
-                  "takes, and one line about %.1f echo round trips. Above 1, the fan-out is "
-                  "cheaper per message than echoing: the %d copies share one receive, one parse "
-                  "and one look at the room, and a gathered WSASend carries several queued "
-                  "messages to a member at once; each copy still costs a lock, a copy into its "
-                  "member's queue and its part of a send." % (
-                      ratio, 1 / ratio, members / ratio, members), file=out)
-    print("", file=out)
-    print("is the load generator the limit?", file=out)
-    best = max(statistics.median([r["rate"] for r in results[c.name]]) for c in chat_list)
-    client = max(statistics.median([r["cpu"]["client"] for r in results[c.name]])
-                 for c in chat_list)
-    cap = statistics.median([r["rate"] for r in results[capacity]])
-    per_read = [r["frames_per_read"] for r in results[chat_list[-1].name]]
-    limits = [r["read_limit"] for r in results[capacity]]
-    headroom = cap / best if best else float("inf")
-    # The same within each repetition: capacity and chat run seconds apart.
-    lowest = min((c["rate"] / r["rate"] for c, r in zip(results[capacity],
-                                                        results[chat_list[-1].name])
-                  if r["rate"]), default=float("inf"))
-    if not best:
-        verdict = "the chat chapter delivered nothing in the window, so nothing to compare"
-    elif headroom >= HEADROOM:
-        verdict = "not the limit: the chat figures are the server's (with its wineserver)"
-    else:
-        verdict = "MAY BE THE LIMIT: the chat figures are a lower bound"
-    print("  chat: the same client processes read and checked %s deliveries/s from a trivial "
-          "source (pre-built lines, no server; each read at most as many lines as %s's reads "
-          "averaged in that repetition, %s; %s lines per read), %.1fx the chat chapter's "
-          "(%.1fx in the closest repetition); the client used at most %.2f cores in the chat "
-          "runs: %s" % (_rate(cap), chat_list[-1].name,
-                        _spread(per_read, lambda v: "%.1f" % v),
-                        "%d-%d" % (min(limits), max(limits)) if min(limits) != max(limits)
-                        else "%d" % limits[0], headroom, lowest, client, verdict), file=out)
-    echo_best = statistics.median([r["rate"] for r in results[echo]])
-    native = statistics.median([r["rate"] for r in results["native"]])
-    echo_headroom = native / echo_best if echo_best else float("inf")
-    print("  echo: the native reference got %.1fx %s's msgs/s through the same client: %s" % (
-        echo_headroom, baseline.name, "not the limit" if echo_headroom >= HEADROOM else
-        "MAY BE THE LIMIT, which would push the ratio up"), file=out)
 
 
-def main_chat(args):
-    """make bench-chat: the chat chapters, the baseline's echo, its native reference and
-    the client's capacity, interleaved in each repetition."""
-    try:
-        chat_list = find_chapters(args.chapters, "chat")
-        baseline = find_chapters([args.baseline])[0]
-    except AssertionError as e:
-        print("bench.py: %s" % e, file=sys.stderr)
-        return 2
-    prefix = wine_prefix()
-    members, size = args.members, args.line_size
-    # Forked now, while this process has no thread: the harness starts reader threads.
-    load = Load(args.client_processes)
-    native = NativeServer()
-    source = ChatSource()
-    echo = "%s echo" % baseline.name
-    capacity = "client capacity (trivial source)"
-    names = [c.name for c in chat_list] + [echo, "native", capacity]
-    results = {n: [] for n in names}
-    total = args.repeat * len(names)
-    done = 0
-    started = time.monotonic()
-    session = wine_session_for(prefix, args.client_processes, total,
-                               args.warmup + args.seconds + 2)
+def idle_table(key, runs, names, base, out):
+    print("\n**%s** (growth of VmRSS from before the first connect to the hold, per "
+          "connection)\n" % key, file=out)
+    print("| server | held | server KiB/conn | vs %s | wineserver KiB/conn |" % base[:2],
+          file=out)
+    print("|---|---|---|---|---|", file=out)
+    for name in names:
+        mine = runs[name]
+        print("| %s | %d | %s | %s | %s |" % (
+            name, min(r["held"] for r in mine), _spread([r["server_kib"] for r in mine], _kib),
+            _x(_ratios(mine, runs[base], "server_kib")) if name != "native" else "-",
+            _spread([r["wineserver_kib"] for r in mine], _kib)), file=out)
 
-    def rounds():
-        nonlocal done
-        for repetition in range(1, args.repeat + 1):
-            per_read = float("nan")
-            for name in names:
-                chapter = next((c for c in chat_list if c.name == name), None)
-                if chapter:
-                    result = run_chat(chapter, load, members, size, args.warmup,
-                                      args.seconds, prefix)
-                    per_read = result["frames_per_read"]
-                elif name == echo:
-                    result = run_chapter(baseline, load, size, members, args.warmup,
-                                         args.seconds, prefix)
-                elif name == "native":
-                    result = run_native(native, load, size, members, args.warmup,
-                                        args.seconds)
-                else:
-                    result = run_capacity(source, load, members, size, args.warmup,
-                                          args.seconds, per_read)
-                results[name].append(result)
-                done += 1
-                print(_chat_progress(done, total, repetition, name, members, result),
-                      file=sys.stderr, flush=True)
-                yield "%s, repetition %d" % (name, repetition), result
 
-    problems, odd, code = collect(session, rounds(), [source, native, load])
-    if code is not None:
-        return code
-    out = sys.stdout
-    report_chat(args, chat_list, baseline, results, out)
-    chat_runs = [r for c in chat_list for r in results[c.name]] + results[capacity]
-    echo_runs = results[echo] + results["native"]
-    errors = sum(r["errors"] for rs in results.values() for r in rs)
-    dropped = sum(r["dropped"] for c in chat_list for r in results[c.name])
-    print("", file=out)
-    print("errors: %d (every MESSAGE each member received compared byte for byte with the "
-          "line its sayer said, each sayer's lines in order at every member and none missing: "
-          "%s deliveries, warm-up, the last lines and the trivial source's included; every "
-          "echoed byte compared: %s bytes)" % (
-              errors, "{:,}".format(sum(r["verified"] for r in chat_runs)),
-              "{:,}".format(sum(r["verified"] for r in echo_runs))), file=out)
-    print("members dropped as too slow: %d" % dropped, file=out)
-    for line in problems[:20]:
-        print("  problem: %s" % line, file=out)
-    for line in odd[:20]:
-        print("  odd: %s" % line, file=out)
-    print("the machine was shared: 'others' in the CPU column is what other programs used; "
-          "compare by the ratio rows, which pair runs made seconds apart (%.0f s in all)" % (
-              time.monotonic() - started), file=out)
-    out.flush()
-    return 1 if errors or problems or dropped else 0
+def write_chart(results, echo_keys, names, directory):
+    """bench.svg: msgs/s of each chapter under each echo load (gnuplot), if gnuplot is
+    there; returns the path, or None."""
+    if not echo_keys or not shutil.which("gnuplot"):
+        return None
+    data = os.path.join(directory, "bench.dat")
+    chart = os.path.join(directory, "bench.svg")
+    with open(data, "w") as f:
+        f.write("server\t%s\n" % "\t".join('"%s"' % k for k in echo_keys))
+        for name in names:
+            f.write("%s\t%s\n" % (name, "\t".join(
+                "%.1f" % _median([r["rate"] for r in results[k][name]]) for k in echo_keys)))
+    script = "\n".join([
+        "set terminal svg size 960,480 dynamic enhanced font 'sans,12' background '#ffffff'",
+        "set output '%s'" % chart,
+        "set title 'Echo ping-pong under Wine: messages per second (median)'",
+        "set style data histograms", "set style histogram clustered gap 1",
+        "set style fill solid 0.85 border -1", "set boxwidth 0.9", "set key top left",
+        "set grid ytics", "set yrange [0:*]", "set ylabel 'round trips per second'",
+        "set xtics rotate by -20",
+        "plot for [i=2:%d] '%s' using i:xtic(1) title columnheader(i)" % (
+            len(echo_keys) + 1, data), ""])
+    done = subprocess.run(["gnuplot"], input=script.encode(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=60)
+    if done.returncode != 0:
+        print("bench.py: gnuplot failed: %d %s" % (done.returncode, done.stderr.decode()[:300]),
+              file=sys.stderr)
+        return None
+    return chart
 
 
 # --- command line ----------------------------------------------------------------------
-def _size(text):
-    match = re.fullmatch(r"(\d+)\s*(k|kib|kb)?", text.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError("not a size: %r (e.g. 64 or 4K)" % text)
-    value = int(match.group(1)) * (1024 if match.group(2) else 1)
-    if not 1 <= value <= 1 << 20:
-        raise argparse.ArgumentTypeError("sizes go from 1 byte to 1 MiB")
+def _positive(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a whole number above 0")
     return value
-
-
-def _positive(kind):
-    def parse(text):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError("must be above 0")
-        return value
-    return parse
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description="Echo ping-pong (or, with --chat, a chat room's broadcasts), chapters "
-                    "side by side under Wine, with a reference that shows whether the client "
-                    "is the limit.")
+        prog="bench.py", description="The echo chapters side by side under the same loads "
+        "(make bench): ping-pong, chat broadcasts, idle connections.")
+    parser.add_argument("--only", nargs="+", choices=("echo", "chat", "idle"),
+                        default=["echo", "chat", "idle"], help="the kinds of load to run")
     parser.add_argument("--chapters", nargs="+", default=None,
-                        help="chapters to compare, first is the baseline (default 08 10; "
-                             "with --chat, the chat chapters, default 12)")
-    parser.add_argument("--sizes", nargs="+", type=_size, default=None,
-                        help="message sizes in bytes, 4K = 4096 (default 64 4096)")
-    parser.add_argument("--connections", nargs="+", type=_positive(int), default=None,
-                        help="connection counts, at most 250 (default 1 100)")
-    parser.add_argument("--seconds", type=_positive(float), default=None,
-                        help="measured seconds per run (default 3)")
-    parser.add_argument("--warmup", type=float, default=None,
-                        help="seconds of load before the measurement (default 1)")
-    parser.add_argument("--repeat", type=_positive(int), default=None,
-                        help="repetitions of the whole interleaved round (default 5)")
-    parser.add_argument("--client-processes", type=_positive(int), default=os.cpu_count() or 2,
-                        help="processes that drive the connections (default: one per core)")
+                        help="echo chapters to run, the first is the base of the ratios "
+                             "(default: every echo chapter from 08 on)")
+    parser.add_argument("--repeat", type=_positive, default=None,
+                        help="repetitions of the interleaved round (default 3)")
+    parser.add_argument("--seconds", type=_positive, default=None,
+                        help="measured seconds per echo and chat run (default 2)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="seconds of load before them (default 1)")
+    parser.add_argument("--members", type=_positive, default=100,
+                        help="chat members, at most 250 (default 100)")
+    parser.add_argument("--line-size", type=_positive, default=64,
+                        help="bytes of each MESSAGE's payload, 32 to 65536 (default 64)")
+    parser.add_argument("--idle-connections", type=_positive, default=None,
+                        help="connections the idle load holds, at most 10000 (default 10000)")
+    parser.add_argument("--idle-repeat", type=_positive, default=1,
+                        help="repetitions of the idle load (default 1: memory is not noisy)")
+    parser.add_argument("--hold", type=_positive, default=2,
+                        help="seconds the idle connections are held (default 2)")
+    parser.add_argument("--client-processes", type=_positive, default=os.cpu_count() or 2,
+                        help="processes that drive the chat members (default: one per core)")
+    parser.add_argument("--out", default=OUT_DIR,
+                        help="where bench.md, bench.json and bench.svg go (default build/bench)")
     parser.add_argument("--quick", action="store_true",
-                        help="one short repetition at 100 connections (about 15 s; with "
-                             "--chat, 100 members, about 10 s), for the smoke tests; any "
-                             "option given as well still applies")
-    chat = parser.add_argument_group(
-        "chat room (make bench-chat)",
-        "--chat measures the chat chapters instead: members that say lines in ping-pong, "
-        "every MESSAGE checked at every member; beside them, in the same repetitions, the "
-        "echo of --baseline at as many connections, its native reference, and the client's "
-        "own capacity against a trivial source")
-    chat.add_argument("--chat", action="store_true",
-                      help="the chat load (--sizes and --connections do not apply)")
-    chat.add_argument("--members", type=_positive(int), default=100,
-                      help="members in the room, at most 250 (default 100)")
-    chat.add_argument("--line-size", type=_size, default=64,
-                      help="bytes of each MESSAGE's payload, 'NAME: TEXT', 32 to 65536; the "
-                           "echo runs use it as their message size (default 64)")
-    chat.add_argument("--baseline", default="11",
-                      help="the chapter whose echo msgs/s the deliveries are compared with "
-                           "(default 11)")
+                        help="seconds, for the smoke tests: one repetition of 1 s, 100 x 64 B "
+                             "only, 20 chat members, 200 idle connections")
     args = parser.parse_args(argv)
-    if args.chat:
-        if args.sizes is not None or args.connections is not None:
-            parser.error("--sizes and --connections are for the echo load; with --chat, "
-                         "--line-size and --members")
-        if args.members > 250:
-            parser.error("--members: at most 250, since the servers have 256 slots")
-        if not 32 <= args.line_size <= 65536:
-            parser.error("--line-size: 32 to 65536 bytes")
-        quick = {"chapters": ["12"], "seconds": 1.0, "warmup": 0.3, "repeat": 1}
-        full = {"chapters": ["12"], "seconds": 3.0, "warmup": 1.0, "repeat": 5}
-    else:
-        quick = {"chapters": ["08", "10"], "sizes": [64, 4096], "connections": [100],
-                 "seconds": 1.0, "warmup": 0.3, "repeat": 1}
-        full = {"chapters": ["08", "10"], "sizes": [64, 4096], "connections": [1, 100],
-                "seconds": 3.0, "warmup": 1.0, "repeat": 5}
+    quick = {"repeat": 1, "seconds": 1, "warmup": 0, "idle_connections": 200}
+    full = {"repeat": 3, "seconds": 2, "warmup": 1, "idle_connections": 10000}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if not args.chat and max(args.connections) > 250:
-        parser.error("--connections: at most 250, since the servers have 256 slots")
+    if args.quick and args.members == 100:
+        args.members = 20
+    args.echo_loads = [(64, 100)] if args.quick else [(64, 1), (64, 100), (4096, 100)]
+    if args.members > 250:
+        parser.error("--members: at most 250, since the servers have 256 slots")
+    if not 32 <= args.line_size <= 65536:
+        parser.error("--line-size: 32 to 65536 bytes")
+    if args.idle_connections > 10000:
+        parser.error("--idle-connections: at most 10000 (the chapters' --max-clients)")
     if args.warmup < 0:
         parser.error("--warmup: not below 0")
     return args
 
 
-def wine_session_for(prefix, processes, total, seconds_each):
-    """The Wine session the runs share: the prefix's wineserver if one is running (left
-    running), else one started for them; says which on stderr, with what is to come."""
-    already = wineserver_pid(prefix) is not None
-    print("bench: WINEPREFIX=%s (%s); %d client processes; %d runs of about %.0f s" % (
-        prefix, "wineserver already running, left running" if already else
-        "wineserver started for this run", processes, total, seconds_each), file=sys.stderr)
-    return contextlib.nullcontext() if already else harness.wine_session()
-
-
-def check_exit(server, code, lines, connections, received, what_received):
-    """What is wrong with how the server ended after quit: its exit code, anything on
-    stderr, and its summary, which must count CONNECTIONS and the RECEIVED bytes (said as
-    WHAT_RECEIVED % RECEIVED when they differ). An empty list when nothing is."""
-    failed = []
-    summary = [SUMMARY.match(l) for l in lines if SUMMARY.match(l)]
-    if code != 0:
-        failed.append("exit code %s after quit" % code)
-    if server.stderr:
-        failed.append("printed on stderr: %s" % " | ".join(server.stderr[:5]))
-    if not summary:
-        failed.append("printed no 'connections served' line")
-        return failed
-    served, sent = int(summary[0].group("served")), int(summary[0].group("bytes"))
-    if served != connections:
-        failed.append("served %d connections, not %d" % (served, connections))
-    if sent != received:
-        failed.append("counted %d bytes sent; %s" % (sent, what_received % received))
-    return failed
-
-
-def collect(session, runs, closers):
-    """Takes, inside SESSION, every (where, result) that RUNS yields as each run ends, and
-    returns the problems and odd things the results report, with None; or, once a run
-    cannot go on or the user interrupts (said on stderr), with the exit code instead.
-    Closes CLOSERS either way."""
-    problems = []
-    odd = []
-    try:
-        with session:
-            for where, result in runs:
-                problems += ["%s: %s" % (where, p)
-                             for p in result["problems"] + result["failed"]]
-                odd += ["%s: %s" % (where, o) for o in result["odd"]]
-    except (Failed, RuntimeError) as e:
-        print("bench.py: stopped: %s" % e, file=sys.stderr)
-        return problems, odd, 1
-    except KeyboardInterrupt:
-        print("bench.py: interrupted", file=sys.stderr)
-        return problems, odd, 130
-    finally:
-        for closer in closers:
-            closer.close()
-    return problems, odd, None
-
-
-def find_chapters(names, feature="echo"):
-    found = []
-    for name in names:
-        matches = [c for c in chapters.ALL if c.name == name or c.name[:2] == name.zfill(2)]
-        if not matches:
-            raise SystemExit("bench.py: no chapter %r; there are %s" % (
-                name, " ".join(c.name for c in chapters.ALL)))
-        chapter = matches[0]
-        if not chapter.has(feature):
-            raise SystemExit("bench.py: chapter %s %s" % (
-                chapter.name, "does not echo" if feature == "echo" else "has no chat room"))
+def find_chapters(names, feature):
+    """The chapters with FEATURE from 08 on, or those of NAMES (numbers or folder names)."""
+    every = [c for c in chapters.ALL if c.has(feature) and c.number >= FIRST_CHAPTER]
+    if names is None:
+        found = every
+    else:
+        found = [c for c in chapters.ALL for n in names
+                 if c.name == n or c.name[:2] == n.zfill(2)]
+        missing = [n for n in names if not any(c.name == n or c.name[:2] == n.zfill(2)
+                                               for c in found)]
+        if missing:
+            raise SystemExit("bench.py: no chapter %s; there are %s" % (
+                " ".join(missing), " ".join(c.name for c in chapters.ALL)))
+    for chapter in found:
         harness.require_exe(chapter.exe)
-        found.append(chapter)
     return found
 
 
+# --- main ------------------------------------------------------------------------------
+def plan(args, echo_list, chat_list):
+    """Every run, in order: (load kind, table key, target), interleaved per repetition."""
+    runs = []
+    for repetition in range(1, args.repeat + 1):
+        if "echo" in args.only:
+            for size, connections in args.echo_loads:
+                key = "%d x %s" % (connections, _size_name(size))
+                runs += [("echo", key, t, repetition, (size, connections))
+                         for t in echo_list + ["native"]]
+        if "chat" in args.only and chat_list:
+            runs += [("chat", "chat", t, repetition, None) for t in chat_list + ["capacity"]]
+        if "idle" in args.only and repetition <= args.idle_repeat:
+            key = "%d idle connections" % args.idle_connections
+            runs += [("idle", key, t, repetition, None) for t in echo_list + ["native"]]
+    return runs
+
+
+def progress(done, total, kind, key, name, repetition, result, started):
+    if kind == "idle":
+        what = "held %d, server %.2f KiB/conn, wineserver %.2f KiB/conn" % (
+            result["held"], result["server_kib"], result["wineserver_kib"])
+    else:
+        what = "%s %s/s, p99 %s ms, CPU %s us/msg" % (
+            _rate(result["rate"]), "deliveries" if kind == "chat" else "msgs",
+            "-" if math.isnan(result["p99"]) else _ms(result["p99"]),
+            "-" if math.isnan(result["cpu_us"]) else "%.0f" % result["cpu_us"])
+    print("[%3d/%d] %4.0f s  rep %d  %-20s %-24s %s; %d errors%s" % (
+        done, total, time.monotonic() - started, repetition, key, name, what,
+        result["errors"], "".join("; " + f for f in result["failed"][:3])),
+        file=sys.stderr, flush=True)
+
+
+def run_all(args, runs, load, source, prefixes, results):
+    started = time.monotonic()
+    per_read = float("nan")
+    for done, (kind, key, target, repetition, load_shape) in enumerate(runs, 1):
+        name = target if isinstance(target, str) else target.name
+        if kind == "echo":
+            result = run_echo(target, load_shape[0], load_shape[1], args, prefixes)
+        elif kind == "idle":
+            result = run_idle(target, args.idle_connections, args, prefixes)
+        elif target == "capacity":
+            result = run_capacity(source, load, args, per_read)
+        else:
+            result = run_chat(target, load, args, prefixes)
+            per_read = result["frames_per_read"]
+        results.setdefault(key, {}).setdefault(name, []).append(result)
+        progress(done, len(runs), kind, key, name, repetition, result, started)
+    return time.monotonic() - started
+
+
+def report(args, results, echo_list, chat_list, seconds, out):
+    names = [c.name for c in echo_list] + ["native"]
+    base = echo_list[0].name
+    print("# make bench\n", file=out)
+    print("%d repetition%s interleaved; echo and chat runs: %d s measured after %d s of "
+          "warm-up; servers: %s; loadgen: tools/loadgen.exe in its own Wine prefix; native: "
+          "tools/epoll-echo (%d threads); %d cores, shared (%.0f s in all). CPU µs/msg: the "
+          "server process plus its wineserver, over the loadgen run. vs: median of the "
+          "per-repetition ratios." % (args.repeat, "" if args.repeat == 1 else "s",
+                                      args.seconds, args.warmup, " ".join(SERVER_ARGS),
+                                      WORKERS, os.cpu_count(), seconds), file=out)
+    echo_keys = [k for k in results if results[k] and k[0].isdigit() and "idle" not in k]
+    for key in echo_keys:
+        echo_table(key, results[key], names, base, out)
+    if "chat" in results:
+        chat_table(results["chat"], [c.name for c in chat_list], args, out)
+    for key in [k for k in results if "idle" in k]:
+        idle_table(key, results[key], names, base, out)
+    return echo_keys
+
+
 def main(argv):
-    if not hasattr(select, "epoll") or not os.path.isdir("/proc"):
-        print("bench.py: runs on Linux only (epoll, /proc)", file=sys.stderr)
+    if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
+        print("bench.py: runs on Linux only (/proc, the native reference)", file=sys.stderr)
         return 2
     args = parse_args(argv)
-    if args.chat:
-        return main_chat(args)
     try:
-        chapter_list = find_chapters(args.chapters)
+        echo_list = find_chapters(args.chapters, "echo")
+        chat_list = [c for c in find_chapters(None, "chat")
+                     if args.chapters is None or c in echo_list]
+        harness.require_exe(LOADGEN)
+        if not os.access(NATIVE_ECHO, os.X_OK):
+            raise AssertionError("%s is missing: run `make bench`, which builds it" % NATIVE_ECHO)
     except AssertionError as e:
         print("bench.py: %s" % e, file=sys.stderr)
         return 2
-    prefix = wine_prefix()
+    limit = raise_file_limit()
+    server_prefix = os.environ.get("WINEPREFIX") or os.path.join(ROOT, "build", "wineprefix")
+    prefixes = {"server": Prefix(server_prefix),
+                "load": Prefix(os.environ.get("LOAD_WINEPREFIX") or
+                               os.path.realpath(server_prefix) + "-load")}
+    runs = plan(args, echo_list, chat_list)
+    print("bench: %d runs; chapters in %s, loadgen in %s; open-file limit %d" % (
+        len(runs), prefixes["server"].path, prefixes["load"].path, limit), file=sys.stderr)
     # Forked now, while this process has no thread: the harness starts reader threads.
-    load = Load(args.client_processes)
-    native = NativeServer()
-    names = [c.name for c in chapter_list] + ["native"]
-    results = {(s, c): {n: [] for n in names} for s in args.sizes for c in args.connections}
-    total = args.repeat * len(results) * len(names)
-    done = 0
-    started = time.monotonic()
-    session = wine_session_for(prefix, args.client_processes, total,
-                               args.warmup + args.seconds + 1.5)
-
-    def rounds():
-        nonlocal done
-        for repetition in range(1, args.repeat + 1):
-            for size in args.sizes:
-                for connections in args.connections:
-                    for chapter in chapter_list + [None]:
-                        name = chapter.name if chapter else "native"
-                        if chapter:
-                            result = run_chapter(chapter, load, size, connections,
-                                                 args.warmup, args.seconds, prefix)
-                        else:
-                            result = run_native(native, load, size, connections,
-                                                args.warmup, args.seconds)
-                        results[(size, connections)][name].append(result)
-                        done += 1
-                        cpu = result["cpu"]
-                        print("[%2d/%d] rep %d %-20s %7s x %3d: %8s msgs/s, p99 %6s ms, "
-                              "%d errors; CPU %s%s" % (
-                                  done, total, repetition, name, _size_name(size),
-                                  connections, _rate(result["rate"]), _ms(result["p99"]),
-                                  result["errors"], " ".join(
-                                      "%s %.2f" % (g, cpu[g]) for g in CPU_GROUPS),
-                                  "".join("; " + o for o in result["odd"] + result["failed"])),
-                              file=sys.stderr, flush=True)
-                        yield "%s, %s x %d, repetition %d" % (
-                            name, _size_name(size), connections, repetition), result
-
-    problems, odd, code = collect(session, rounds(), [native, load])
-    if code is not None:
-        return code
-    out = sys.stdout
-    verdicts = report(args, chapter_list, results, out)
-    errors = sum(r["errors"] for runs in results.values() for rs in runs.values() for r in rs)
-    verified = sum(r["verified"] for runs in results.values() for rs in runs.values() for r in rs)
-    print_verdict(verdicts, out)
-    print("", file=out)
-    print("errors: %d (every echoed byte compared with what was sent: %s bytes, warm-up and "
-          "the last echoes included)" % (errors, "{:,}".format(verified)), file=out)
-    for line in problems[:20]:
-        print("  problem: %s" % line, file=out)
-    for line in odd[:20]:
-        print("  odd: %s" % line, file=out)
-    print("the machine was shared: 'others' in the CPU column is what other programs used; "
-          "compare chapters by the ratio rows, which pair runs made seconds apart "
-          "(%.0f s in all)" % (time.monotonic() - started), file=out)
-    out.flush()
-    return 1 if errors or problems else 0
+    load = Load(args.client_processes) if "chat" in args.only else None
+    source = ChatSource() if "chat" in args.only else None
+    results = {}
+    code = 0
+    try:
+        for prefix in prefixes.values():
+            prefix.start()
+        seconds = run_all(args, runs, load, source, prefixes, results)
+    except (RuntimeError, AssertionError) as e:
+        print("bench.py: stopped: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench.py: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        for closer in (load, source):
+            if closer is not None:
+                closer.close()
+        for prefix in prefixes.values():
+            prefix.stop()
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bench.md"), "w") as md:
+        for out in (sys.stdout, md):
+            echo_keys = report(args, results, echo_list, chat_list, seconds, out)
+    chart = write_chart(results, echo_keys, [c.name for c in echo_list], args.out)
+    with open(os.path.join(args.out, "bench.json"), "w") as f:
+        json.dump({"args": {k: v for k, v in vars(args).items()}, "results": results}, f,
+                  indent=1, default=str)
+    every = [r for runs_ in results.values() for rs in runs_.values() for r in rs]
+    errors = sum(r["errors"] for r in every)
+    failed = [f for r in every for f in r["failed"]]
+    print("\nerrors: %d (every echoed byte and every MESSAGE compared: %s bytes and "
+          "deliveries verified); problems: %d" % (
+              errors, "{:,}".format(sum(r["verified"] for r in every)), len(failed)))
+    for line in failed[:20]:
+        print("  problem: %s" % line)
+    print("wrote %s" % ", ".join(os.path.join(args.out, n) for n in ("bench.md", "bench.json")
+                                  + (("bench.svg",) if chart else ())))
+    if errors or failed:
+        code = 1
+    return code
 
 
 if __name__ == "__main__":
