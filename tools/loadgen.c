@@ -991,8 +991,9 @@ static void end_timed_out(struct connection *connection)
 
     if (connection->state == STATE_CLOSING)
         snprintf(text, sizeof text,
-                 "loadgen: connection %u: the server did not close within %d s of our FIN",
-                 connection->number, DRAIN_SECONDS);
+                 "loadgen: connection %u: the server did not close within %lld s of our FIN",
+                 connection->number,
+                 settings.idle ? (long long)connect_seconds() : (long long)DRAIN_SECONDS);
     else
         snprintf(text, sizeof text,
                  "loadgen: connection %u: %llu of %llu bytes back %d s after the window",
@@ -1031,9 +1032,10 @@ static LONGLONG hold_idle(void)
     fflush(stdout);
     Sleep((DWORD)settings.seconds * 1000);
     InterlockedExchange(&run.hold_over, 1);
-    /* Nothing arrives on an idle connection to pump it: its FIN goes from here. */
+    /* Nothing arrives on an idle connection to pump it: its FIN goes from here. A server
+     * closes them all at once, so it gets as long as they took to open. */
     pump_all(0);
-    return clock_now() + DRAIN_SECONDS * run.ticks_per_second;
+    return clock_now() + connect_seconds() * run.ticks_per_second;
 }
 
 /*
