@@ -291,6 +291,7 @@ struct connection {
     int started;       /* the main thread has started its traffic */
     int connect_ended; /* counted in run.connects_ended */
     int finished;      /* counted in run.finished */
+    int settled;       /* --idle: counted in run.settled */
     struct operation connect, send, receive;
     unsigned char *ring;              /* K messages of L bytes: the stream in flight */
     unsigned char *inbox;             /* where the receive puts what arrives */
@@ -345,7 +346,7 @@ static struct {
     HANDLE connect_slots; /* a semaphore of CONNECTS_AT_ONCE */
     HANDLE connects_done; /* set when every connect has ended */
     HANDLE all_finished;  /* set when every connection is finished */
-    HANDLE all_echoed;    /* --idle: set when every connection's one echo is back */
+    HANDLE all_settled;   /* --idle: set when every connection has echoed or ended */
     LONGLONG ticks_per_second;
     size_t message_bytes; /* L: --size, plus the header with --framed */
     size_t ring_bytes;    /* K x L */
@@ -364,6 +365,7 @@ static struct {
     volatile LONG workers_started;
     volatile LONG clock_failed;
     volatile LONG echoed_once; /* --idle: connections whose one echo is back */
+    volatile LONG settled;     /* --idle: ... and those that ended before it */
     volatile LONG hold_over;   /* --idle: set once the hold has ended */
     /* under errors_lock */
     CRITICAL_SECTION errors_lock;
@@ -419,11 +421,24 @@ static DWORD milliseconds_until(LONGLONG deadline)
 
 /* --- a connection's end --------------------------------------------------------------- */
 
+/* --idle: counts the connection as settled, once: its echo is back, or it has ended
+ * without it, so the hold need not wait for it (lock held). */
+static void settle(struct connection *connection)
+{
+    if (!settings.idle || connection->settled)
+        return;
+    connection->settled = 1;
+    if (InterlockedIncrement(&run.settled) == (LONG)settings.connections &&
+        !SetEvent(run.all_settled))
+        report_win_error("SetEvent");
+}
+
 /* Counts the connection as finished once it is closed with nothing pending (lock held). */
 static void finish_if_done(struct connection *connection)
 {
     if (connection->state != STATE_CLOSED || connection->pending > 0 || connection->finished)
         return;
+    settle(connection);
     connection->finished = 1;
     if (InterlockedIncrement(&run.finished) == (LONG)settings.connections &&
         !SetEvent(run.all_finished))
@@ -704,10 +719,10 @@ static int check_echo(struct connection *connection, size_t length, LONGLONG now
     done = connection->checked_bytes / run.message_bytes;
     for (message = from / run.message_bytes; message < done; message++)
         count_round_trip(stats, now - connection->stamps[message % settings.pipeline], now);
-    if (settings.idle && from < run.message_bytes && done >= 1 &&
-        InterlockedIncrement(&run.echoed_once) == (LONG)settings.connections &&
-        !SetEvent(run.all_echoed))
-        report_win_error("SetEvent");
+    if (settings.idle && from < run.message_bytes && done >= 1) {
+        InterlockedIncrement(&run.echoed_once);
+        settle(connection);
+    }
     return 0;
 }
 
@@ -934,6 +949,12 @@ static LONGLONG connect_seconds(void)
     return CONNECT_SECONDS + (LONGLONG)settings.connections / CONNECTS_PER_SECOND;
 }
 
+/* --idle: the seconds the one echoes may take, and then the closes, as many at once. */
+static LONGLONG settle_seconds(void)
+{
+    return DRAIN_SECONDS + (LONGLONG)settings.connections / CONNECTS_PER_SECOND;
+}
+
 /* Counts a connect that did not end by the deadline as a timeout, and ends it (lock held). */
 static void connect_timed_out(struct connection *connection)
 {
@@ -993,7 +1014,7 @@ static void end_timed_out(struct connection *connection)
         snprintf(text, sizeof text,
                  "loadgen: connection %u: the server did not close within %lld s of our FIN",
                  connection->number,
-                 settings.idle ? (long long)connect_seconds() : (long long)DRAIN_SECONDS);
+                 settings.idle ? (long long)settle_seconds() : (long long)DRAIN_SECONDS);
     else
         snprintf(text, sizeof text,
                  "loadgen: connection %u: %llu of %llu bytes back %d s after the window",
@@ -1019,12 +1040,13 @@ static void pump_all(int started)
 }
 
 /*
- * --idle: waits up to connect_seconds() for every connection's one echo, says how many are
- * held, holds them --seconds, then lets them close. Returns the deadline for the closes.
+ * --idle: waits up to settle_seconds() for every connection's one echo (or its end), says
+ * how many are held, holds them --seconds, then lets them close. Returns the deadline for
+ * the closes.
  */
 static LONGLONG hold_idle(void)
 {
-    if (WaitForSingleObject(run.all_echoed, (DWORD)connect_seconds() * 1000) == WAIT_FAILED)
+    if (WaitForSingleObject(run.all_settled, (DWORD)settle_seconds() * 1000) == WAIT_FAILED)
         report_win_error("WaitForSingleObject");
     /* Flushed at once: whoever started the program reads the server's memory now. */
     printf("holding %ld connections, each echoed once, for %lu s\n",
@@ -1032,10 +1054,9 @@ static LONGLONG hold_idle(void)
     fflush(stdout);
     Sleep((DWORD)settings.seconds * 1000);
     InterlockedExchange(&run.hold_over, 1);
-    /* Nothing arrives on an idle connection to pump it: its FIN goes from here. A server
-     * closes them all at once, so it gets as long as they took to open. */
+    /* Nothing arrives on an idle connection to pump it: its FIN goes from here. */
     pump_all(0);
-    return clock_now() + connect_seconds() * run.ticks_per_second;
+    return clock_now() + settle_seconds() * run.ticks_per_second;
 }
 
 /*
@@ -1205,8 +1226,8 @@ static int set_up(const struct endpoint *endpoint)
     /* Manual-reset: each is set once, and stays set for a wait that comes after. */
     run.connects_done = CreateEventW(NULL, TRUE, FALSE, NULL);
     run.all_finished = CreateEventW(NULL, TRUE, FALSE, NULL);
-    run.all_echoed = CreateEventW(NULL, TRUE, FALSE, NULL);
-    if (run.connects_done == NULL || run.all_finished == NULL || run.all_echoed == NULL) {
+    run.all_settled = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (run.connects_done == NULL || run.all_finished == NULL || run.all_settled == NULL) {
         report_win_error("CreateEventW");
         return -1;
     }
@@ -1425,7 +1446,7 @@ int main(int argc, char **argv)
         release();
         if (!CloseHandle(run.port) || !CloseHandle(run.connect_slots) ||
             !CloseHandle(run.connects_done) || !CloseHandle(run.all_finished) ||
-            !CloseHandle(run.all_echoed)) {
+            !CloseHandle(run.all_settled)) {
             report_win_error("CloseHandle");
             failed = 1;
         }
