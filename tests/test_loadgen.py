@@ -9,13 +9,20 @@ naming the option.
 
 "bytes verified" counts whole messages only, headers included: messages x --size raw,
 messages x (--size + 5) with --framed; so when every connection ends cleanly it equals
-the server's "bytes echoed"."""
+the server's "bytes echoed".
+
+--idle (the idle load of `make bench`): every connection echoes one message, then all are
+held with no traffic for --seconds after a "holding N connections" line, then closed
+gracefully; against chapters 08 and 11 it holds them all and exits 0; against broken
+servers (one drops a connection's byte, one flips it, one closes a connection during the
+hold) it exits 1 and names the problem, without waiting longer than its bounds."""
 
 import json
 import os
 import re
 import socket
 import threading
+import time
 
 import pytest
 
@@ -131,7 +138,9 @@ class PythonEcho:
       ("reset", N)  echoes N bytes, then resets the connection
       ("batch", K)  echoes every connection in batches of K messages of SIZE bytes: a
                     message is not echoed until K are there, so a client with fewer in
-                    flight waits for ever"""
+                    flight waits for ever
+      ("drop", N)   drops stream byte N of what it echoes
+      ("later", S)  echoes, and S seconds after its first echo half-closes (FIN)"""
 
     def __init__(self, break_with, size=64):
         self.kind, self.value = break_with
@@ -174,6 +183,15 @@ class PythonEcho:
                     data[self.value - echoed] ^= 0xff
                 elif first and self.kind in ("fin", "reset"):
                     data = data[:self.value - echoed]
+                elif first and self.kind == "drop" and echoed <= self.value < echoed + len(data):
+                    data = data[:self.value - echoed] + data[self.value - echoed + 1:]
+                elif first and self.kind == "later":
+                    connection.sendall(data)
+                    time.sleep(self.value)
+                    connection.shutdown(socket.SHUT_WR)
+                    while connection.recv(65536):
+                        pass
+                    return
                 connection.sendall(data)
                 echoed += len(data)
                 if first and self.kind in ("fin", "reset") and echoed == self.value:
@@ -254,6 +272,52 @@ def test_pipeline_keeps_k_messages_in_flight():
     assert got["messages"] > 0 and got["messages"] % 8 == 0, got
 
 
+# --- --idle ----------------------------------------------------------------------------
+HOLDING = re.compile(r"^holding (\d+) connections, each echoed once, for 1 s$")
+
+
+def idle(port, connections=CONNECTIONS, *args):
+    return loadgen("--idle", "--connections", str(connections), "--size", "1", "--seconds",
+                   "1", "--json", *args, "127.0.0.1", str(port))
+
+
+@pytest.mark.parametrize("number, args, message_bytes", [(8, [], 1), (11, ["--framed"], 6)],
+                         ids=["08-raw", "11-framed"])
+def test_idle_holds_every_connection_after_one_echo(start_server, number, args, message_bytes):
+    port, served = start_echo(start_server, number)
+    result = idle(port, CONNECTIONS, *args)
+    assert result.code == 0, result
+    assert [HOLDING.match(l).group(1) for l in result.stdout[:-1]] == [str(CONNECTIONS)], result
+    got = report(result)
+    assert got["idle"] is True and got["held"] == CONNECTIONS, got
+    assert (got["opened"], got["closed_gracefully"], got["messages"]) == (CONNECTIONS,) * 3, got
+    assert got["errors"] == dict.fromkeys(ERRORS, 0), got
+    assert got["bytes_verified"] == CONNECTIONS * message_bytes, got
+    served(CONNECTIONS, got["bytes_verified"])
+
+
+@pytest.mark.parametrize("break_with, errors, problem", [
+    (("drop", 0), dict(connect=0, reset=0, mismatch=0, timeout=1),
+     r"^loadgen: connection \d+: 0 of 1 bytes back \d+ s after the window$"),
+    (("flip", 0), dict(connect=0, reset=0, mismatch=1, timeout=0),
+     r"^loadgen: connection \d+: message 0, byte 0: sent 0x[0-9a-f]{2}, got 0x[0-9a-f]{2}$"),
+    (("later", 0.3), dict(connect=0, reset=1, mismatch=0, timeout=0),
+     r"^loadgen: connection \d+: closed by the server before the end, with 1 of 1 bytes "
+     r"back$"),
+], ids=["dropped-byte", "flipped-byte", "closed-during-hold"])
+def test_idle_fails_on_a_broken_server(break_with, errors, problem):
+    with PythonEcho(break_with) as server:
+        result = idle(server.port, 5)
+    assert result.code == 1, result
+    got = report(result)
+    assert got["errors"] == errors and got["opened"] == 5, got
+    # The four others are held and close cleanly; the broken one is held only when its
+    # echo came back right.
+    assert got["closed_gracefully"] == 4, got
+    assert got["held"] == (5 if break_with[0] == "later" else 4), got
+    assert re.match(problem, result.stderr[-1]), result
+
+
 # --- failures of its own -------------------------------------------------------------
 def test_nobody_listening_is_a_connect_failure_naming_connectex():
     listener = socket.create_server(("127.0.0.1", 0))
@@ -277,11 +341,13 @@ def test_nobody_listening_is_a_connect_failure_naming_connectex():
     (["--workers", "65"], "--workers must be a whole number from 1 to 64, not '65'"),
     (["--seconds"], "--seconds needs a number"),
     (["--framed", "--framed"], "--framed given more than once"),
+    (["--idle", "--idle"], "--idle given more than once"),
     (["--connection", "5"], "unknown option '--connection'"),
     (["--connections", "10000", "--pipeline", "1024", "--size", "64"],
      "--connections x --pipeline x the message size is over 256 MiB in flight"),
 ], ids=["connections-0", "size-junk", "pipeline-over", "seconds-0", "warmup-negative",
-        "workers-over", "missing-value", "twice", "unknown", "too-much-in-flight"])
+        "workers-over", "missing-value", "twice", "idle-twice", "unknown",
+        "too-much-in-flight"])
 def test_bad_options_name_the_problem_and_exit_2(args, problem):
     result = loadgen(*args)
     assert result.code == 2, result
