@@ -1,10 +1,12 @@
-"""scripts/bench.py --quick runs to its end against chapters 08 and 10: every echoed byte
-matched what was sent, every server exited 0 after quit, and the table has a row for each
-chapter, their ratio and the native reference. With --chat --quick it runs to its end
-against chapter 12's room: every MESSAGE each member received was checked, none was
-wrong and no member was dropped. Nothing here looks at the figures: how fast a run goes
-depends on the machine and on whatever else runs on it."""
+"""scripts/bench.py (make bench) runs to its end with --quick, one smoke per kind of load:
+the echo load against chapters 08 and 11 (raw and framed) and the native reference, the
+chat load against every chapter with a chat room and the trivial source, the idle load
+against 08 and 12. Each checks that everything was verified, every server exited cleanly
+after quit, the tables have their rows, a progress line came for each run, and the files
+for the chapter notes were written. Nothing here looks at the figures: how fast a run goes
+depends on the machine and on whatever else runs on it. A bad command line exits 2."""
 
+import json
 import os
 import re
 import subprocess
@@ -15,65 +17,84 @@ import pytest
 import chapters
 
 BENCH = os.path.join(chapters.ROOT, "scripts", "bench.py")
-BENCHED = [c for c in chapters.ALL if c.name[:2] in ("08", "10")]
+# A bound on a hang only: a quick run takes seconds, a new load prefix a few more.
+RUN_TIMEOUT = 300
+ROW = r"^\| %s \| [\d,]+ \([\d,]+–[\d,]+\) \|"
 
-pytestmark = pytest.mark.skipif(os.name == "nt" or not sys.platform.startswith("linux"),
-                                reason="scripts/bench.py needs Linux (epoll, /proc)")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="scripts/bench.py needs Linux (/proc, epoll)")
 
 
-def run_bench(*args):
-    """Runs scripts/bench.py with ARGS to its end, asserts it exits 0, and returns its
-    stdout, its stderr and a report of both for assertion messages."""
-    done = subprocess.run([sys.executable, BENCH] + list(args), stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=chapters.ROOT,
-                          timeout=180)
+def run_bench(tmp_path, *args):
+    """Runs scripts/bench.py --quick with ARGS, its files in TMP_PATH, and asserts it exits
+    0; returns its stdout, its stderr and a report of both for assertion messages."""
+    done = subprocess.run([sys.executable, BENCH, "--quick", "--out", str(tmp_path)] +
+                          list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, cwd=chapters.ROOT, timeout=RUN_TIMEOUT)
     out = done.stdout.decode("utf-8", "replace")
     err = done.stderr.decode("utf-8", "replace")
     report = "exit code %s\n--- stdout:\n%s\n--- stderr:\n%s" % (done.returncode, out, err)
     assert done.returncode == 0, report
+    assert re.search(r"^errors: 0 \(.*: [1-9][\d,]* bytes and deliveries verified\); "
+                     r"problems: 0$", out, re.M), report
+    with open(tmp_path / "bench.md", encoding="utf-8") as f:
+        assert f.read() in out, "bench.md holds the tables printed\n" + report
+    with open(tmp_path / "bench.json", encoding="utf-8") as f:
+        assert json.load(f)["results"], report
     return out, err, report
 
 
-def test_quick_bench_verifies_every_byte():
-    assert [c.name[:2] for c in BENCHED] == ["08", "10"], "chapters 08 and 10 are benchmarked"
-    # The session's wineserver is running (conftest.py), so the bench uses it and leaves it.
-    out, err, report = run_bench("--quick", "--chapters", "08", "10")
-    assert re.search(r"^errors: 0 \(every echoed byte compared with what was sent: [1-9][\d,]* "
-                     r"bytes", out, re.M), report
-    assert "problem:" not in out, report
-    # One block per load (two sizes at 100 connections), each with every row.
-    for name in [c.name for c in BENCHED] + ["ratio 10/08", "native reference"]:
-        rows = re.findall(r"^%s +[\d.,]+ \([\d.,]+-[\d.,]+\) " % re.escape(name), out, re.M)
-        assert len(rows) == 2, "%r rows: %r\n%s" % (name, rows, report)
-    # One progress line per run on stderr: 2 loads x (08, 10, native).
-    assert len(re.findall(r"^\[ *\d+/6\] ", err, re.M)) == 6, report
+def progress_lines(err, total):
+    return re.findall(r"^\[ *\d+/%d\] " % total, err, re.M)
 
 
-CHATTERS = [c for c in chapters.ALL if c.has("chat")]
+def named(*numbers):
+    found = [c for c in chapters.ALL if c.number in numbers]
+    if len(found) != len(numbers):
+        pytest.skip("needs chapters %s" % " ".join("%02d" % n for n in numbers))
+    return found
 
 
-@pytest.mark.skipif(not CHATTERS, reason="no chapter has a chat room yet")
-def test_quick_chat_bench_verifies_every_delivery():
-    """scripts/bench.py --chat --quick (make bench-chat ARGS=--quick) runs to its end: 100
-    members of chapter 12's room each said lines and every MESSAGE any of them received
-    was the line due from its sayer, byte for byte and in order; none was dropped as too
-    slow; the server exited 0 after quit, having sent what they read; and the table has a
-    row for the chat chapter, the echo baseline, their ratio, the native reference and
-    the client's capacity. The figures themselves are not looked at."""
-    out, err, report = run_bench("--chat", "--quick")
-    assert re.search(r"^errors: 0 \(every MESSAGE each member received compared byte for "
-                     r"byte .*: [1-9][\d,]* deliveries", out, re.M), report
-    assert re.search(r"^members dropped as too slow: 0$", out, re.M), report
-    assert "problem:" not in out, report
-    chat = [c for c in CHATTERS if c.name[:2] == "12"]
-    assert chat, "chapter 12 has the chat room"
-    for name in [chat[0].name, "11-messages echo", "ratio 12/11", "native echo reference",
-                 "client capacity (trivial source)"]:
-        rows = re.findall(r"^%s +[\d.,]+ \([\d.,]+-[\d.,]+\) " % re.escape(name), out, re.M)
-        assert len(rows) == 1, "%r rows: %r\n%s" % (name, rows, report)
-    # The chat row: some deliveries, no errors, none dropped.
-    row = re.search(r"^%s +([\d,]+) \(.*?\) +.* (\d+) +(\d+) +[\d./]+$" % re.escape(chat[0].name),
-                    out, re.M)
-    assert row and row.group(1) != "0" and row.group(2) == "0" and row.group(3) == "0", report
-    # One progress line per run on stderr: 12's chat, 11's echo, native echo, the capacity.
-    assert len(re.findall(r"^\[ *\d+/4\] ", err, re.M)) == 4, report
+def test_echo_smoke(tmp_path):
+    benched = named(8, 11)
+    out, err, report = run_bench(tmp_path, "--only", "echo", "--chapters", "08", "11")
+    for name in [c.name for c in benched] + ["native"]:
+        assert len(re.findall(ROW % re.escape(name), out, re.M)) == 1, name + "\n" + report
+    assert re.search(r"^\| 11-messages \| .*? \| [\d.]+× \| [\d.]+× \|", out, re.M), report
+    assert re.search(r"^loadgen against the native reference: [\d.]+× the fastest chapter",
+                     out, re.M), report
+    # One load (100 x 64 B) x (08, 11, native).
+    assert len(progress_lines(err, 3)) == 3, report
+    with open(tmp_path / "bench.svg", encoding="utf-8") as f:
+        assert "<svg" in f.read(), report
+
+
+def test_chat_smoke(tmp_path):
+    chatters = chapters.chapters_with("chat")
+    if not chatters:
+        pytest.skip("no chapter has a chat room yet")
+    out, err, report = run_bench(tmp_path, "--only", "chat")
+    for name in [c.name for c in chatters] + [r"client capacity \(trivial source\)"]:
+        row = re.search((ROW % name) + r".* \| (\d+) \|$", out, re.M)
+        assert row and row.group(1) == "0", "%s: none dropped\n%s" % (name, report)
+    assert len(progress_lines(err, len(chatters) + 1)) == len(chatters) + 1, report
+
+
+def test_idle_smoke(tmp_path):
+    benched = named(8, 12)
+    out, err, report = run_bench(tmp_path, "--only", "idle", "--chapters", "08", "12",
+                                 "--hold", "1")
+    assert "**200 idle connections**" in out, report
+    for chapter in benched:
+        assert re.search(r"^\| %s \| 200 \| [\d.-]+ \(" % chapter.name, out, re.M), report
+    assert len(progress_lines(err, 2)) == 2, report
+
+
+@pytest.mark.parametrize("args", [["--only", "bogus"], ["--repeat", "0"], ["--seconds", "x"],
+                                  ["--members", "251"], ["--idle-connections", "10001"]],
+                         ids=["only", "repeat", "seconds", "members", "idle-connections"])
+def test_bad_arguments_give_usage_and_exit_2(args):
+    done = subprocess.run([sys.executable, BENCH] + args, stdin=subprocess.DEVNULL,
+                          capture_output=True, cwd=chapters.ROOT, timeout=60)
+    assert done.returncode == 2, done
+    assert done.stderr.decode().startswith("usage: bench.py"), done
