@@ -877,6 +877,21 @@ class Native:
             self.process.wait()
 
 
+class ChapterServer:
+    """A chapter's server for one run, with the interface of Native."""
+
+    def __init__(self, chapter, args, connections):
+        self.chapter = chapter
+        self.server = start_chapter(chapter, args, connections)
+        self.process, self.port = self.server.process, self.server.port
+
+    def quit(self, connections, verified):
+        return quit_chapter(self.server, self.chapter, connections, verified)[0]
+
+    def close(self):
+        self.server.__exit__(None, None, None)
+
+
 def start_chapter(chapter, args, connections):
     """A fresh server of CHAPTER with ARGS, once it is ready for clients."""
     server = harness.Server(chapter.exe, args)
@@ -940,10 +955,10 @@ def run_echo(target, size, connections, args, prefixes):
             "%d" % args.seconds, "--warmup", "%d" % args.warmup]
     if target == "native":
         server = Native()
-        pids, port = [server.process.pid], server.port
+        pids = [server.process.pid]
     else:
-        server = start_chapter(target, SERVER_ARGS + target.message_options(size), connections)
-        pids, port = [server.process.pid, prefixes["server"].wineserver], server.port
+        server = ChapterServer(target, SERVER_ARGS + target.message_options(size), connections)
+        pids = [server.process.pid, prefixes["server"].wineserver]
         if target.has("messages"):
             load.append("--framed")
     try:
@@ -951,21 +966,15 @@ def run_echo(target, size, connections, args, prefixes):
         before, load_before, started = cpu_seconds(pids), cpu_seconds(load_pids), time.monotonic()
         # loadgen is gone from /proc once it ends: its time is read as a child's, reaped.
         children = children_seconds()
-        loadgen = Loadgen(prefixes["load"], load, port)
+        loadgen = Loadgen(prefixes["load"], load, server.port)
         report = loadgen.finish(args.seconds + args.warmup + LOADGEN_SLACK)
         used = cpu_seconds(pids) - before
         elapsed = time.monotonic() - started
         load_used = cpu_seconds(load_pids) - load_before + children_seconds() - children
-        failed = loadgen_problems(report, connections)
-        if target == "native":
-            failed += server.quit(connections, report["bytes_verified"])
-        else:
-            failed += quit_chapter(server, target, connections, report["bytes_verified"])[0]
+        failed = loadgen_problems(report, connections) + \
+            server.quit(connections, report["bytes_verified"])
     finally:
-        if target == "native":
-            server.close()
-        else:
-            server.__exit__(None, None, None)
+        server.close()
     return {"rate": report["per_second"], "p50": report["p50_ms"], "p99": report["p99_ms"],
             "cpu_us": used / report["messages"] * 1e6 if report["messages"] else float("nan"),
             "load_cores": load_used / elapsed, "verified": report["bytes_verified"],
@@ -973,25 +982,19 @@ def run_echo(target, size, connections, args, prefixes):
 
 
 def run_idle(target, connections, args, prefixes):
-    """One fresh server holding CONNECTIONS idle connections from loadgen --idle: how much
-    its memory, and its wineserver's, grew from before the first connect to the hold."""
+    """One fresh server of chapter TARGET holding CONNECTIONS idle connections from loadgen
+    --idle: how much its memory, and its wineserver's, grew from before the first connect
+    to the hold."""
     del harness.RUNS[:]
-    if target == "native":
-        server = Native()
-        port = server.port
-    else:
-        prefixes["server"].restart()  # its memory from earlier sockets stays otherwise
-        args_ = ["--port", "0", "--workers", str(WORKERS), "--max-clients", str(connections)]
-        server = start_chapter(target, args_, connections)
-        port = server.port
-    wine = None if target == "native" else prefixes["server"].wineserver
+    prefixes["server"].restart()  # its memory from earlier sockets stays otherwise
+    server = ChapterServer(target, ["--port", "0", "--workers", str(WORKERS), "--max-clients",
+                                    str(connections)], connections)
+    wine = prefixes["server"].wineserver
     try:
         before = (rss_kib(server.process.pid), rss_kib(wine) if wine else None)
         load = ["--idle", "--connections", str(connections), "--size", "1", "--seconds",
-                "%d" % args.hold]
-        if target != "native" and target.has("messages"):
-            load.append("--framed")
-        loadgen = Loadgen(prefixes["load"], load, port)
+                "%d" % args.hold] + (["--framed"] if target.has("messages") else [])
+        loadgen = Loadgen(prefixes["load"], load, server.port)
         loadgen.held.wait(LOADGEN_SLACK + connections / 100)
         time.sleep(0.5)  # the last connected lines, printed after their echo
         during = (rss_kib(server.process.pid), rss_kib(wine) if wine else None)
@@ -999,15 +1002,9 @@ def run_idle(target, connections, args, prefixes):
         failed = loadgen_problems(report, connections)
         if report["held"] != connections:
             failed.append("loadgen held %d of %d connections" % (report["held"], connections))
-        if target == "native":
-            failed += server.quit(connections, report["bytes_verified"])
-        else:
-            failed += quit_chapter(server, target, connections, report["bytes_verified"])[0]
+        failed += server.quit(connections, report["bytes_verified"])
     finally:
-        if target == "native":
-            server.close()
-        else:
-            server.__exit__(None, None, None)
+        server.close()
 
     def per_connection(i):
         if before[i] is None or during[i] is None:
@@ -1267,24 +1264,22 @@ def parse_args(argv):
     parser.add_argument("--chapters", nargs="+", default=None,
                         help="echo chapters to run, the first is the base of the ratios "
                              "(default: every echo chapter from 08 on)")
-    parser.add_argument("--repeat", type=_positive, default=None,
-                        help="repetitions of the interleaved round (default 3)")
-    parser.add_argument("--seconds", type=_positive, default=None,
-                        help="measured seconds per echo and chat run (default 2)")
+    # The whole numbers above 0; None: the default of --quick or of the full run.
+    for name, default, text in [
+            ("--repeat", None, "repetitions of the interleaved round (default 3)"),
+            ("--seconds", None, "measured seconds per echo and chat run (default 2)"),
+            ("--members", 100, "chat members, at most 250 (default 100)"),
+            ("--line-size", 64, "bytes of each MESSAGE's payload, 32 to 65536 (default 64)"),
+            ("--idle-connections", None, "connections the idle load holds, at most 10000 "
+                                         "(default 10000)"),
+            ("--idle-repeat", 1, "repetitions of the idle load (default 1: memory is not "
+                                 "noisy)"),
+            ("--hold", 2, "seconds the idle connections are held (default 2)"),
+            ("--client-processes", os.cpu_count() or 2, "processes that drive the chat "
+                                                        "members (default: one per core)")]:
+        parser.add_argument(name, type=_positive, default=default, help=text)
     parser.add_argument("--warmup", type=int, default=None,
-                        help="seconds of load before them (default 1)")
-    parser.add_argument("--members", type=_positive, default=100,
-                        help="chat members, at most 250 (default 100)")
-    parser.add_argument("--line-size", type=_positive, default=64,
-                        help="bytes of each MESSAGE's payload, 32 to 65536 (default 64)")
-    parser.add_argument("--idle-connections", type=_positive, default=None,
-                        help="connections the idle load holds, at most 10000 (default 10000)")
-    parser.add_argument("--idle-repeat", type=_positive, default=1,
-                        help="repetitions of the idle load (default 1: memory is not noisy)")
-    parser.add_argument("--hold", type=_positive, default=2,
-                        help="seconds the idle connections are held (default 2)")
-    parser.add_argument("--client-processes", type=_positive, default=os.cpu_count() or 2,
-                        help="processes that drive the chat members (default: one per core)")
+                        help="seconds of load before the measured ones (default 1)")
     parser.add_argument("--out", default=OUT_DIR,
                         help="where bench.md, bench.json and bench.svg go (default build/bench)")
     parser.add_argument("--quick", action="store_true",
