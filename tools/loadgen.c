@@ -66,7 +66,9 @@
  *
  * Bounds, so that it always ends: CONNECT_SECONDS for the connects, DRAIN_SECONDS after the
  * window for the last echoes and the server's FIN, CANCEL_SECONDS for cancelled I/O to
- * complete. A connection still busy at a bound is reset and counted as a timeout.
+ * complete. A connection still busy at a bound is reset and counted as a timeout. The
+ * connects, and with --idle the one echoes and the closes, get a second more for every
+ * CONNECTS_PER_SECOND connections: a server takes them one after another.
  *
  * "bytes verified" counts the bytes of the messages that came back whole and equal,
  * headers included: messages x --size, or messages x (--size + 5) with --framed; a message
