@@ -1233,9 +1233,11 @@ def write_chart(results, echo_keys, names, directory):
         "set output '%s'" % chart,
         "set title 'Echo ping-pong under Wine: messages per second (median)'",
         "set style data histograms", "set style histogram clustered gap 1",
-        "set style fill solid 0.85 border -1", "set boxwidth 0.9", "set key top left",
-        "set grid ytics", "set yrange [0:*]", "set ylabel 'round trips per second'",
-        "set xtics rotate by -20",
+        "set style fill solid 0.85 border -1", "set boxwidth 0.9",
+        "set key outside top center horizontal", "set grid ytics", "set yrange [0:*]",
+        # Room above the tallest bar, which autoscaling would put on the border.
+        "set offsets 0, 0, graph 0.08, 0", "set ylabel 'round trips per second'",
+        "set xtics nomirror rotate by -20",
         "plot for [i=2:%d] '%s' using i:xtic(1) title columnheader(i)" % (
             len(echo_keys) + 1, data), ""])
     done = subprocess.run(["gnuplot"], input=script.encode(), stdout=subprocess.PIPE,
