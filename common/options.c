@@ -45,6 +45,11 @@ static void print_usage(FILE *out, const char *program, unsigned accepted)
                 "  --keepalive S     TCP keep-alive probes after S silent seconds, 0-%lu "
                 "(default 0: off)\n",
                 MAX_TIMEOUT_SECONDS);
+    if (accepted & OPTION_BATCH)
+        fprintf(out, "  --batch N         completions a worker takes per wait, 1-%d (default %d)\n",
+                MAX_BATCH, DEFAULT_BATCH);
+    if (accepted & OPTION_VERBOSE)
+        fprintf(out, "  --verbose         a line for every client that connects or disconnects\n");
     if (accepted & OPTION_ACCEPTS)
         fprintf(out, "  --accepts N       accepts kept outstanding, 1-%d (default %d per worker)\n",
                 MAX_ACCEPTS, DEFAULT_ACCEPTS_PER_WORKER);
@@ -90,6 +95,7 @@ static const struct numeric_option numeric_options[] = {
     {"--max-message", OPTION_MAX_MESSAGE, 0, MAX_MAX_MESSAGE},
     {"--idle-timeout", OPTION_IDLE_TIMEOUT, 1, MAX_TIMEOUT_SECONDS},
     {"--keepalive", OPTION_KEEPALIVE, 0, MAX_TIMEOUT_SECONDS},
+    {"--batch", OPTION_BATCH, 1, MAX_BATCH},
 };
 
 static void store_number(struct options *options, unsigned flag, unsigned long value)
@@ -108,8 +114,10 @@ static void store_number(struct options *options, unsigned flag, unsigned long v
         options->max_message = value;
     else if (flag == OPTION_IDLE_TIMEOUT)
         options->idle_timeout = value;
-    else
+    else if (flag == OPTION_KEEPALIVE)
         options->keepalive = value;
+    else
+        options->batch = (unsigned)value;
 }
 
 /* The program's file name without its folder, for messages. */
@@ -157,6 +165,8 @@ void parse_options(int argc, char **argv, unsigned accepted, struct options *opt
     options->max_message = DEFAULT_MAX_MESSAGE;
     options->idle_timeout = DEFAULT_IDLE_TIMEOUT;
     options->keepalive = 0;
+    options->batch = DEFAULT_BATCH;
+    options->verbose = 0;
 
     for (i = 1; i < argc; i++) {
         const char *name = argv[i];
@@ -173,6 +183,11 @@ void parse_options(int argc, char **argv, unsigned accepted, struct options *opt
                 usage_error(program, accepted, "--bind needs an address");
             options->bind_address = value;
             i++;
+            continue;
+        }
+        if (strcmp(name, "--verbose") == 0 && (accepted & OPTION_VERBOSE)) {
+            check_once(program, accepted, &given, OPTION_VERBOSE, "--verbose");
+            options->verbose = 1;
             continue;
         }
         for (n = 0; n < sizeof numeric_options / sizeof numeric_options[0]; n++) {

@@ -2,7 +2,7 @@
  * @file options.h
  * @brief The command-line options every chapter shares: --port, --bind, --workers,
  *        --max-clients, --accepts, --max-queued, --max-message, --idle-timeout,
- *        --keepalive and --help.
+ *        --keepalive, --batch, --verbose and --help.
  *
  * Each chapter accepts only the options it has a use for, so `--workers` is an error
  * for a chapter that has no worker threads yet.
@@ -33,6 +33,9 @@
 #define MAX_MAX_MESSAGE (16UL * 1024 * 1024)
 /** Seconds a client may stay idle, or in the middle of a message, without --idle-timeout. */
 #define DEFAULT_IDLE_TIMEOUT 300
+/** Completions a worker takes per wait without --batch, and the most it may take. */
+#define DEFAULT_BATCH 16
+#define MAX_BATCH     64 /**< upper bound for --batch: the entries live on each worker's stack */
 /** Upper bound for --idle-timeout and --keepalive, in seconds: a day. */
 #define MAX_TIMEOUT_SECONDS 86400UL
 
@@ -47,6 +50,8 @@ enum option_flags {
     OPTION_MAX_MESSAGE = 1 << 6,  /**< --max-message BYTES */
     OPTION_IDLE_TIMEOUT = 1 << 7, /**< --idle-timeout SECONDS */
     OPTION_KEEPALIVE = 1 << 8,    /**< --keepalive SECONDS (0: off) */
+    OPTION_BATCH = 1 << 9,        /**< --batch N */
+    OPTION_VERBOSE = 1 << 10,     /**< --verbose, which takes no value */
 };
 
 /** The parsed options; fields of options a chapter does not accept keep their defaults. */
@@ -60,6 +65,8 @@ struct options {
     unsigned long max_message;  /**< the longest message payload a client may send */
     unsigned long idle_timeout; /**< seconds a client may be idle or mid-message */
     unsigned long keepalive;    /**< seconds of silence before TCP keep-alive probes, 0 off */
+    unsigned batch;             /**< completions a worker takes per wait */
+    int verbose;                /**< print a line for every connection and disconnection */
 };
 
 /**

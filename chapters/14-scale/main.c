@@ -1,0 +1,1082 @@
+/*
+ * Chapter 14: a server that scales: fewer trips through the port, and no buffer per
+ * idle connection.
+ *
+ * Four changes, each measured in the notes. A worker takes up to --batch completions
+ * per call, with GetQueuedCompletionStatusEx, and reads each one's status from its
+ * OVERLAPPED. Each socket is set to FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, so an I/O that
+ * completes at once queues no packet and is handled where it was started, in a loop
+ * that stops after a few rounds so that one busy client cannot keep a worker to itself.
+ * The receive is a zero-byte probe that completes when data is there: an idle client
+ * holds no receive buffer, and the worker reads what has arrived, without waiting,
+ * into a buffer on its own stack. And TCP_NODELAY, with the per-connection lines printed
+ * only with --verbose: a console write serialises the workers.
+ *
+ * Everything else is chapter 13's: the accepts, the keys and contexts, the framing, the
+ * send queue and its back-pressure, the chat room, the idle timeouts and the shutdown.
+ */
+#include <winsock2.h>
+#include <mstcpip.h>
+#include <windows.h>
+#include <winternl.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acceptex.h"
+#include "chat.h"
+#include "connection.h"
+#include "errors.h"
+#include "frame.h"
+#include "inbox.h"
+#include "listener.h"
+#include "options.h"
+#include "port.h"
+#include "quit.h"
+#include "sendqueue.h"
+#include "slotpool.h"
+#include "teardown.h"
+#include "winsock.h"
+#include "workers.h"
+
+/* Exit code for a bad command line, the same as parse_options uses. */
+#define EXIT_USAGE 2
+/* Bytes one read takes from a socket, into a buffer on the worker's stack. */
+#define READ_BUFFER_SIZE 16384
+/* Completions an I/O that finished at once may chain where it started, before yielding. */
+#define INLINE_ROUNDS 8
+/* Room for the reason a connection ended, such as "receive failed: 64 <message>". */
+#define REASON_SIZE 160
+/* How many queued chunks one WSASend can carry, as an array of WSABUF. */
+#define SEND_GATHER 16
+/* How long shutdown waits for the I/O of closed clients, or of cancelled accepts, to end. */
+#define DRAIN_TIMEOUT_MS 10000
+/* Ticks per timeout: a client is closed at most a quarter of the timeout late. */
+#define TICKS_PER_TIMEOUT 4
+/* ...but no more than one tick a second, nor more than ten a second. */
+#define LONGEST_TICK_MS  1000
+#define SHORTEST_TICK_MS 100
+/* Between keep-alive probes once they start; Windows sends 10 before it gives up. */
+#define KEEPALIVE_INTERVAL_MS 1000
+
+/* What an I/O context is doing, so a worker knows what a completion means. */
+enum io_operation { OPERATION_RECEIVE, OPERATION_SEND };
+
+/* What every per-I/O context starts with: the worker reads `operation` to know which. */
+struct io_context {
+    OVERLAPPED overlapped; /* first, and must stay valid until the completion is dequeued */
+    enum io_operation operation;
+};
+
+/* The receive: a probe of no bytes, which holds no buffer while it waits for data. */
+struct receive_context {
+    struct io_context io; /* first */
+    WSABUF nothing;       /* a length of 0 */
+};
+
+/* The send in flight: the WSABUFs of the queued chunks it gathers. */
+struct send_context {
+    struct io_context io; /* first */
+    WSABUF pieces[SEND_GATHER];
+};
+
+struct server;
+
+/*
+ * One connected client: the per-socket context, and its completion key. `references`
+ * counts the open connection plus each I/O in flight; it changes only through
+ * Interlocked calls, since several workers (and main, at quit) hold references. `lock`
+ * guards `socket` and `end_reason`, so a close can never race a post on the same handle,
+ * and the send queue: `queue`, `sending`, `receive_paused` and `peer_closed`, since any
+ * thread may queue while a worker handles a send. The inbox needs no lock: only the
+ * worker that handles the client's one receive touches it. `member` is the room's, under
+ * the room's lock.
+ */
+struct client {
+    SOCKET socket;
+    unsigned long id; /* 1 for the first connection, 2 for the next... */
+    struct receive_context receive;
+    struct send_context send; /* never the receive's context: each operation has its own */
+    struct server *server;
+    CRITICAL_SECTION lock;
+    volatile LONG references;
+    char end_reason[REASON_SIZE];
+    struct send_queue queue; /* copies of what is to be sent, whole messages, in order */
+    int sending;             /* a WSASend is in flight: only one at a time, to keep the order */
+    int receive_paused;      /* back-pressure: the next receive waits for the queue to drain */
+    int peer_closed;         /* FIN received: close once what is queued has gone out */
+    struct inbox inbox;      /* received bytes not yet a whole message */
+
+    struct room_member member; /* its place in the chat room, if it has joined */
+
+    /*
+     * GetTickCount64 when it last received bytes or completed a send, and when the first
+     * byte of a message not yet whole arrived (0: none). Its workers write them and the
+     * tick reads them, so each is read and written with Interlocked calls.
+     */
+    _Alignas(8) volatile LONG64 last_active;
+    _Alignas(8) volatile LONG64 message_started;
+};
+
+/* The server's state. Workers take slots from the pool (in admit_client) and give them back. */
+struct server {
+    struct client *clients; /* max_clients of them, one per slot of the pool */
+    unsigned max_clients;
+    struct slot_pool pool;
+    /* Clients admitted so far, for client ids: Interlocked, since any worker admits. */
+    volatile LONG connections;
+    struct acceptex acceptex; /* the accepts on the listener, whose completion key it is */
+    size_t max_queued;        /* cap on a client's queued bytes, from --max-queued */
+    size_t max_message;       /* the longest payload a client may send, from --max-message */
+    HANDLE port;              /* the I/O completion port every client is associated with */
+    HANDLE *workers;          /* worker thread handles */
+    unsigned worker_count;
+    /* Added to by every worker: Interlocked only; 64-bit Interlocked needs 8-byte alignment. */
+    _Alignas(8) volatile LONG64 bytes_sent;
+
+    struct chat chat; /* the chat room, and how it reaches the clients */
+
+    LONG64 idle_timeout_ms; /* from --idle-timeout */
+    DWORD keepalive_ms;     /* from --keepalive; 0 for none */
+    HANDLE timer;           /* the timer-queue timer that posts the ticks */
+    /* What every tick packet carries, so a worker can tell it from a stop packet. */
+    OVERLAPPED tick;
+    volatile LONG tick_pending; /* a tick is in the port, not handled yet: Interlocked */
+
+    ULONG batch;         /* completions a worker takes per wait, from --batch */
+    int skip_on_success; /* sockets queue no packet for an I/O that completes at once */
+    int verbose;         /* a line per connection and disconnection, from --verbose */
+};
+
+/* Frees a client's send queue and inbox and resets their state; once no thread can use it. */
+static void free_buffers(struct client *client)
+{
+    send_queue_clear(&client->queue);
+    client->sending = 0;
+    client->receive_paused = 0;
+    client->peer_closed = 0;
+    inbox_free(&client->inbox);
+}
+/* Adds a reference to a client: for an I/O about to be posted. */
+static void hold_client(struct client *client)
+{
+    InterlockedIncrement(&client->references);
+}
+
+/*
+ * Drops a reference; the last one gives the slot back to the pool. Only then is the
+ * context free: no I/O on it is in flight and no thread holds it.
+ */
+static void release_client(struct client *client)
+{
+    struct server *server = client->server;
+    char reason[REASON_SIZE];
+    unsigned long id;
+    unsigned live;
+
+    if (InterlockedDecrement(&client->references) != 0)
+        return;
+    /* Out of the room before the slot is reused: it may have joined as its socket closed. */
+    chat_leave(&server->chat, &client->member, client->end_reason);
+    /* What the client never got is dropped with it: no thread can queue any more. */
+    free_buffers(client);
+    /* Copied while the slot is still ours: back in the pool, an accept may reuse it. */
+    id = client->id;
+    memcpy(reason, client->end_reason, sizeof reason);
+    live = slot_pool_give(&server->pool, (unsigned)(client - server->clients));
+    /*
+     * Printed outside the pool's lock, which each admission and every other release need: a
+     * console write is slow. So two releases may print their live counts out of order.
+     */
+    if (server->verbose)
+        printf("client %lu disconnected: %s (%u live)\n", id, reason, live);
+    /* A socket was freed: an accept that could not be posted for want of one may be now. */
+    acceptex_post_idle(&server->acceptex);
+}
+
+/*
+ * Closes a client's socket if no other thread has, and drops the connection's
+ * reference. A graceful close sends FIN after the data already sent; an abortive close
+ * (linger on, timeout 0) sends RST and discards anything unsent, for broken connections.
+ */
+static void end_client(struct client *client, int abortive, const char *reason)
+{
+    SOCKET socket_handle;
+
+    EnterCriticalSection(&client->lock);
+    socket_handle = client->socket;
+    client->socket = INVALID_SOCKET;
+    if (socket_handle != INVALID_SOCKET)
+        snprintf(client->end_reason, sizeof client->end_reason, "%s", reason);
+    LeaveCriticalSection(&client->lock);
+    if (socket_handle == INVALID_SOCKET)
+        return; /* another thread closed it first, and dropped the connection's reference */
+    /* Every I/O still pending must complete, or its reference is never dropped. */
+    close_connection(socket_handle, abortive);
+    chat_leave(&client->server->chat, &client->member, reason);
+    release_client(client);
+}
+
+/* Ends a client after a failed I/O or call, naming it and its error in the reason. */
+static void end_client_after_error(struct client *client, const char *what, unsigned long error)
+{
+    char text[256];
+    char reason[REASON_SIZE];
+
+    snprintf(reason, sizeof reason, "%s failed: %lu %s", what, error,
+             error_text(error, text, sizeof text));
+    end_client(client, 1, reason);
+}
+
+/* What is left to do once the lock is left, after sends were posted or handled. */
+struct send_outcome {
+    int error;    /* a WSASend failed at once with this: end the client */
+    int resume;   /* the queue drained below the low mark: the paused receive may go */
+    int finished; /* all is sent and the peer has closed: close */
+};
+
+/* Drops `bytes` sent from the queue, and counts them; call with the lock held. */
+static void sent_locked(struct client *client, DWORD bytes, struct send_outcome *outcome)
+{
+    struct server *server = client->server;
+
+    InterlockedExchangeAdd64(&server->bytes_sent, (LONG64)bytes);
+    InterlockedExchange64(&client->last_active, (LONG64)GetTickCount64());
+    /* A send may complete short; the rest stays queued and goes out next, in order. */
+    send_queue_consume(&client->queue, bytes);
+    if (client->receive_paused && client->queue.queued <= server->max_queued / 2) {
+        client->receive_paused = 0;
+        outcome->resume = 1;
+    }
+}
+
+/*
+ * Posts WSASends of what is queued, up to SEND_GATHER chunks each, for as long as they
+ * complete at once: with FILE_SKIP_COMPLETION_PORT_ON_SUCCESS such a send queues no
+ * completion, so it is handled here, a few rounds at most. Call with the lock held and
+ * `sending` set; it clears `sending` once the queue is empty or the socket closed.
+ */
+static void send_locked(struct client *client, struct send_outcome *outcome)
+{
+    struct send_context *send = &client->send;
+    int rounds;
+
+    for (rounds = 0; client->queue.head != NULL && client->socket != INVALID_SOCKET; rounds++) {
+        DWORD count = send_queue_gather(&client->queue, send->pieces, SEND_GATHER);
+        DWORD sent = 0;
+
+        memset(&send->io.overlapped, 0, sizeof send->io.overlapped);
+        send->io.operation = OPERATION_SEND;
+        hold_client(client); /* the send's reference, dropped when its completion is handled */
+        if (WSASend(client->socket, send->pieces, count, &sent, 0, &send->io.overlapped, NULL) ==
+            SOCKET_ERROR) {
+            if (WSAGetLastError() != WSA_IO_PENDING)
+                outcome->error = WSAGetLastError(); /* the caller drops the reference */
+            return;
+        }
+        if (!client->server->skip_on_success || rounds == INLINE_ROUNDS) {
+            /* Its completion comes through the port, or is sent there: other clients wait. */
+            if (client->server->skip_on_success &&
+                !PostQueuedCompletionStatus(client->server->port, sent, (ULONG_PTR)client,
+                                            &send->io.overlapped)) {
+                outcome->error = (int)GetLastError();
+            }
+            return;
+        }
+        /* Done at once, and no packet will come: its reference goes, as the caller holds one. */
+        InterlockedDecrement(&client->references);
+        sent_locked(client, sent, outcome);
+    }
+    client->sending = 0;
+    outcome->finished = client->peer_closed;
+}
+
+static void resume_receive(struct client *client);
+static void post_probe(struct client *client);
+
+/* Does what a send outcome says, with the lock left. */
+static void follow_send(struct client *client, const struct send_outcome *outcome)
+{
+    if (outcome->error != 0) {
+        /* No completion will come for a send that was never posted: drop its reference. */
+        end_client_after_error(client, "WSASend", (unsigned long)outcome->error);
+        release_client(client);
+    } else if (outcome->finished) {
+        end_client(client, 0, "peer closed the connection");
+    } else if (outcome->resume) {
+        resume_receive(client);
+    }
+}
+
+/*
+ * Queues one whole message in a single chunk, so that no other thread's message can come
+ * between its pieces: the header, then a copy of the payload, which is `lead` (at most
+ * CHAT_LEAD_MAX bytes, such as a name) followed by `text`. Any thread may call it, and it
+ * starts a send if none is in flight. Returns 0; 1 if the message would take a queue
+ * that is not empty past `cap` (nothing is queued); or -1 if the client has ended
+ * (nothing is queued) or after a failure that ends it.
+ */
+static int queue_message(struct client *client, unsigned type, const char *lead, DWORD lead_length,
+                         const void *text, DWORD length, size_t cap)
+{
+    unsigned char prefix[FRAME_HEADER_SIZE + CHAT_LEAD_MAX];
+    struct send_outcome outcome = {0, 0, 0};
+    struct send_chunk *chunk;
+
+    frame_header(prefix, type, (size_t)lead_length + length);
+    if (lead_length > 0)
+        memcpy(prefix + FRAME_HEADER_SIZE, lead, lead_length);
+    chunk = send_chunk_make(prefix, FRAME_HEADER_SIZE + lead_length, text, length);
+    if (chunk == NULL) {
+        end_client(client, 1, "no memory for its send queue");
+        return -1;
+    }
+    EnterCriticalSection(&client->lock);
+    /* Into an empty queue a message always goes: one longer than the cap is not a backlog. */
+    if (client->socket == INVALID_SOCKET ||
+        (client->queue.queued > 0 && client->queue.queued + chunk->length > cap)) {
+        int ended = client->socket == INVALID_SOCKET;
+
+        LeaveCriticalSection(&client->lock);
+        free(chunk);
+        return ended ? -1 : 1;
+    }
+    send_queue_push(&client->queue, chunk);
+    if (!client->sending) {
+        client->sending = 1;
+        send_locked(client, &outcome);
+    }
+    LeaveCriticalSection(&client->lock);
+    follow_send(client, &outcome);
+    return outcome.error != 0 ? -1 : 0;
+}
+/* Whether the client's connection is still open (no thread has ended it). */
+static int client_open(struct client *client)
+{
+    int open;
+
+    EnterCriticalSection(&client->lock);
+    open = client->socket != INVALID_SOCKET;
+    LeaveCriticalSection(&client->lock);
+    return open;
+}
+
+/* The chat room's ways into the clients (common/chat.h), each given a member's place. */
+static struct client *client_of(struct room_member *member)
+{
+    return CONTAINING_RECORD(member, struct client, member);
+}
+
+static int hold_member(struct room_member *member)
+{
+    return hold_if_alive(&client_of(member)->references);
+}
+
+static void release_member(struct room_member *member)
+{
+    release_client(client_of(member));
+}
+
+static int queue_to_member(struct room_member *member, unsigned type, const char *lead,
+                           size_t lead_length, const void *text, size_t length, size_t cap)
+{
+    return queue_message(client_of(member), type, lead, (DWORD)lead_length, text, (DWORD)length,
+                         cap);
+}
+
+static void end_member(struct room_member *member, const char *reason)
+{
+    end_client(client_of(member), 1, reason);
+}
+
+static unsigned long member_number(struct room_member *member)
+{
+    return client_of(member)->id;
+}
+
+static const struct chat_ops chat_ops = {hold_member, release_member, queue_to_member, end_member,
+                                         member_number};
+
+/*
+ * Handles one whole message. Returns 0, or -1 once the client has been ended (a type
+ * only the server sends, or a failure).
+ */
+static int handle_message(struct client *client, const struct frame *frame)
+{
+    char reason[REASON_SIZE];
+
+    switch (frame->type) {
+    case FRAME_ECHO: /* the payload goes back to its sender alone, as a message of its own */
+        return queue_message(client, FRAME_ECHO, NULL, 0, frame->payload, (DWORD)frame->length,
+                             SIZE_MAX);
+    case FRAME_JOIN:
+    case FRAME_SAY:
+    case FRAME_LEAVE: /* it may end this client too, when it is too slow for its own line */
+        chat_handle(&client->server->chat, &client->member, frame);
+        return client_open(client) ? 0 : -1;
+    default: /* MESSAGE, NOTICE and ERROR */
+        snprintf(reason, sizeof reason, "a message of type %u, which only the server sends",
+                 frame->type);
+        end_client(client, 1, reason);
+        return -1;
+    }
+}
+
+/*
+ * Takes every whole message out of the inbox and handles it; the bytes of a message not
+ * complete yet stay at the front for the next receive. Returns 0, or -1 once the client
+ * has been ended (a bad header, or a failure).
+ */
+static int take_messages(struct client *client, const unsigned char *bytes, DWORD length)
+{
+    struct server *server = client->server;
+    struct inbox *inbox = &client->inbox;
+    size_t offset = 0;
+    char reason[REASON_SIZE];
+
+    /* Never more than one whole message and one receive, unless memory runs out. */
+    if (inbox_append(inbox, bytes, length, READ_BUFFER_SIZE,
+                     FRAME_HEADER_SIZE + server->max_message + READ_BUFFER_SIZE) != 0) {
+        end_client(client, 1, "no memory for its inbox");
+        return -1;
+    }
+    for (;;) {
+        struct frame frame;
+        enum frame_status status =
+            frame_parse(inbox->bytes + offset, inbox->used - offset, server->max_message, &frame);
+
+        if (status == FRAME_INCOMPLETE)
+            break;
+        if (status != FRAME_READY) {
+            if (status == FRAME_TOO_LONG)
+                snprintf(reason, sizeof reason, "a message longer than --max-message (%lu bytes)",
+                         (unsigned long)server->max_message);
+            else
+                snprintf(reason, sizeof reason, "a message of unknown type %u",
+                         (unsigned)inbox->bytes[offset + 4]);
+            end_client(client, 1, reason);
+            return -1;
+        }
+        if (handle_message(client, &frame) != 0)
+            return -1;
+        offset += frame.size;
+    }
+    inbox_consume(inbox, offset);
+    /*
+     * A message not yet whole is timed from its first byte, so a client that trickles one
+     * in is closed however active it looks. One that finished a message here has made
+     * progress, so what is left of the next one is timed afresh.
+     */
+    if (inbox->used == 0)
+        InterlockedExchange64(&client->message_started, 0);
+    else if (offset > 0 || InterlockedCompareExchange64(&client->message_started, 0, 0) == 0)
+        InterlockedExchange64(&client->message_started, (LONG64)GetTickCount64());
+    return 0;
+}
+/*
+ * Asks TCP to probe the peer after `keepalive_ms` of silence, so that a peer gone without
+ * a FIN or RST (a cable pulled, a machine off) makes the pending receive fail.
+ */
+static void start_keepalive(SOCKET socket_handle, DWORD keepalive_ms)
+{
+    struct tcp_keepalive settings = {1, keepalive_ms, KEEPALIVE_INTERVAL_MS};
+    DWORD returned = 0;
+
+    if (WSAIoctl(socket_handle, SIO_KEEPALIVE_VALS, &settings, sizeof settings, NULL, 0, &returned,
+                 NULL, NULL) == SOCKET_ERROR)
+        report_wsa_error("WSAIoctl(SIO_KEEPALIVE_VALS)");
+}
+
+/*
+ * Readies an accepted socket: no Nagle delay for small messages, non-blocking for the
+ * reads that follow a probe, keep-alive if asked for, and, where the provider allows it,
+ * no completion packet for an I/O that succeeds at once. Returns 0, or -1 after
+ * reporting the error (a socket left half ready would get its completions twice).
+ */
+static int prepare_socket(struct server *server, SOCKET socket_handle)
+{
+    u_long non_blocking = 1;
+
+    if (set_int_option(socket_handle, IPPROTO_TCP, TCP_NODELAY, "setsockopt(TCP_NODELAY)", 1) != 0)
+        return -1;
+    if (ioctlsocket(socket_handle, FIONBIO, &non_blocking) == SOCKET_ERROR) {
+        report_wsa_error("ioctlsocket(FIONBIO)");
+        return -1;
+    }
+    if (server->skip_on_success && !SetFileCompletionNotificationModes(
+                                       (HANDLE)socket_handle, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
+                                                                  FILE_SKIP_SET_EVENT_ON_HANDLE)) {
+        report_win_error("SetFileCompletionNotificationModes");
+        return -1;
+    }
+    if (server->keepalive_ms != 0)
+        start_keepalive(socket_handle, server->keepalive_ms);
+    return 0;
+}
+
+/*
+ * Whether every TCP provider for the address family hands out real file handles
+ * (XP1_IFS_HANDLES). Only then is FILE_SKIP_COMPLETION_PORT_ON_SUCCESS safe: with a
+ * layered provider that is not, completions can be lost.
+ */
+static int providers_allow_skipping(int family)
+{
+    INT protocols[] = {IPPROTO_TCP, 0};
+    WSAPROTOCOL_INFOW *infos;
+    DWORD size = 0;
+    int count;
+    int i;
+    int all_ifs = 1;
+
+    if (WSAEnumProtocolsW(protocols, NULL, &size) != SOCKET_ERROR ||
+        WSAGetLastError() != WSAENOBUFS) {
+        report_wsa_error("WSAEnumProtocols");
+        return 0;
+    }
+    infos = malloc(size);
+    if (infos == NULL) {
+        report_errno("malloc");
+        return 0;
+    }
+    count = WSAEnumProtocolsW(protocols, infos, &size);
+    if (count == SOCKET_ERROR) {
+        report_wsa_error("WSAEnumProtocols");
+        all_ifs = 0;
+    }
+    for (i = 0; i < count; i++)
+        if (infos[i].iAddressFamily == family && !(infos[i].dwServiceFlags1 & XP1_IFS_HANDLES))
+            all_ifs = 0;
+    free(infos);
+    return all_ifs;
+}
+
+/* Takes a new client into a free slot, or refuses it by closing it when none is free. */
+static void admit_client(void *context, SOCKET socket_handle, const char *peer)
+{
+    struct server *server = context;
+    int slot = slot_pool_take(&server->pool);
+    struct client *client;
+
+    if (slot < 0) {
+        printf("refused %s: all %u slots are taken\n", peer, server->max_clients);
+        close_socket(socket_handle);
+        return;
+    }
+    client = &server->clients[slot];
+    /*
+     * The client's address becomes the completion key: every completion for this socket
+     * will carry it. Failure is NULL, not INVALID_HANDLE_VALUE.
+     */
+    if (CreateIoCompletionPort((HANDLE)socket_handle, server->port, (ULONG_PTR)client, 0) == NULL) {
+        report_win_error("CreateIoCompletionPort");
+        close_socket(socket_handle);
+        slot_pool_give(&server->pool, (unsigned)slot);
+        return;
+    }
+    if (prepare_socket(server, socket_handle) != 0) {
+        close_socket(socket_handle);
+        slot_pool_give(&server->pool, (unsigned)slot);
+        return;
+    }
+    client->socket = socket_handle;
+    client->id = (unsigned long)InterlockedIncrement(&server->connections);
+    /* Before the reference that lets a tick look at the slot: it must not see a stale time. */
+    InterlockedExchange64(&client->message_started, 0);
+    InterlockedExchange64(&client->last_active, (LONG64)GetTickCount64());
+    client->references = 1; /* the open connection's reference, dropped by end_client */
+    if (server->verbose) {
+        printf("client %lu connected from %s (slot %u of %u)\n", client->id, peer,
+               (unsigned)slot + 1, server->max_clients);
+        printf("client %lu associated with port %p, completion key %p\n", client->id,
+               (void *)server->port, (void *)client);
+    }
+    /* Last: once the probe is posted, a worker may be using the client. */
+    post_probe(client);
+}
+
+/*
+ * Reads what the socket holds, without waiting (it is non-blocking), into a buffer on
+ * this thread's stack, and takes the messages out, until it is empty or the queue reaches
+ * its cap. Returns 1 once the peer has closed its side, 0 when there is no more to read
+ * now, or -1 once the client has been ended.
+ */
+static int read_available(struct client *client)
+{
+    unsigned char buffer[READ_BUFFER_SIZE];
+
+    for (;;) {
+        WSABUF piece = {sizeof buffer, (char *)buffer};
+        DWORD got = 0;
+        DWORD flags = 0;
+        int error = 0;
+        int full;
+
+        EnterCriticalSection(&client->lock);
+        if (client->socket == INVALID_SOCKET)
+            error = WSAENOTSOCK;
+        else if (WSARecv(client->socket, &piece, 1, &got, &flags, NULL, NULL) == SOCKET_ERROR)
+            error = WSAGetLastError();
+        LeaveCriticalSection(&client->lock);
+        if (error == WSAEWOULDBLOCK)
+            return 0;
+        if (error != 0) {
+            end_client_after_error(client, "receive", (unsigned long)error);
+            return -1;
+        }
+        if (got == 0)
+            return 1;
+        InterlockedExchange64(&client->last_active, (LONG64)GetTickCount64());
+        if (take_messages(client, buffer, got) != 0)
+            return -1;
+        /* Checked and set under the lock that the send side checks and clears it under. */
+        EnterCriticalSection(&client->lock);
+        full = client->queue.queued >= client->server->max_queued;
+        client->receive_paused = full;
+        LeaveCriticalSection(&client->lock);
+        if (full)
+            return 0; /* back-pressure: the send side resumes the receive once it drains */
+    }
+}
+
+/*
+ * Handles a probe that completed: reads what came. Returns 1 when the next probe is to be
+ * posted; 0 when not (the client ended, the peer closed, or the receive is paused).
+ */
+static int probe_completed(struct client *client)
+{
+    int result = read_available(client);
+    int sending;
+    int paused;
+
+    if (result < 0)
+        return 0;
+    EnterCriticalSection(&client->lock);
+    if (result > 0)
+        client->peer_closed = 1;
+    sending = client->sending;
+    paused = client->receive_paused;
+    LeaveCriticalSection(&client->lock);
+    if (result > 0) {
+        /*
+         * The peer closed its side (sent FIN), but it may still read. Close now only if
+         * nothing is on its way; else the send side closes once the queue is empty.
+         */
+        if (!sending)
+            end_client(client, 0, "peer closed the connection");
+        return 0;
+    }
+    return !paused;
+}
+
+/*
+ * Posts the probe: a WSARecv of zero bytes, which completes when data arrives or the peer
+ * closes. With skip-on-success it may complete at once and queue no packet; then it is
+ * handled here, for a few rounds, after which its completion is posted to the port so
+ * that other clients get their turn.
+ */
+static void post_probe(struct client *client)
+{
+    struct receive_context *receive = &client->receive;
+    struct server *server = client->server;
+    int rounds;
+
+    for (rounds = 0;; rounds++) {
+        DWORD flags = 0; /* in and out: must be set before the call */
+        int error = 0;
+
+        /* A fresh OVERLAPPED for every call: the system uses it while the I/O is pending. */
+        memset(&receive->io.overlapped, 0, sizeof receive->io.overlapped);
+        receive->io.operation = OPERATION_RECEIVE;
+        receive->nothing.buf = NULL;
+        receive->nothing.len = 0;
+        hold_client(client); /* the probe's reference, dropped when its completion is handled */
+        EnterCriticalSection(&client->lock);
+        if (client->socket == INVALID_SOCKET)
+            error = WSAENOTSOCK; /* closed already: nothing to post on */
+        else if (WSARecv(client->socket, &receive->nothing, 1, NULL, &flags,
+                         &receive->io.overlapped, NULL) == SOCKET_ERROR)
+            error = WSAGetLastError();
+        LeaveCriticalSection(&client->lock);
+        if (error == WSA_IO_PENDING || (error == 0 && !server->skip_on_success))
+            return; /* its completion will come through the port */
+        if (error == 0 && rounds == INLINE_ROUNDS &&
+            PostQueuedCompletionStatus(server->port, 0, (ULONG_PTR)client, &receive->io.overlapped))
+            return; /* sent to the port as if it had not completed at once */
+        if (error == 0 && rounds == INLINE_ROUNDS)
+            error = (int)GetLastError();
+        if (error != 0) {
+            /* No completion will come for an I/O that was never posted: drop its reference. */
+            end_client_after_error(client, "WSARecv", (unsigned long)error);
+            release_client(client);
+            return;
+        }
+        /* Done at once, and no packet will come: handled here. */
+        if (!probe_completed(client)) {
+            release_client(client);
+            return;
+        }
+        release_client(client); /* the caller holds another reference, so this is not the last */
+    }
+}
+
+/*
+ * Lets a paused receive go again, from the thread that drained the queue: as a probe
+ * completion posted to the port, so that a worker reads, not this thread, which may be in
+ * the middle of another client's broadcast.
+ */
+static void resume_receive(struct client *client)
+{
+    struct receive_context *receive = &client->receive;
+
+    memset(&receive->io.overlapped, 0, sizeof receive->io.overlapped);
+    receive->io.operation = OPERATION_RECEIVE;
+    hold_client(client); /* the probe's reference, as if it had been posted */
+    if (!PostQueuedCompletionStatus(client->server->port, 0, (ULONG_PTR)client,
+                                    &receive->io.overlapped)) {
+        end_client_after_error(client, "PostQueuedCompletionStatus", GetLastError());
+        release_client(client);
+    }
+}
+
+/* Handles one dequeued probe completion: reads what came, then probes again. */
+static void on_probe(struct client *client, DWORD error)
+{
+    if (error != 0) {
+        /*
+         * A failed I/O still completes through the port, and still needs cleaning up. A
+         * peer's reset usually shows as 64 (ERROR_NETNAME_DELETED) here, not 10054.
+         */
+        end_client_after_error(client, "receive", error);
+        return;
+    }
+    if (probe_completed(client))
+        post_probe(client);
+}
+
+/*
+ * Handles one dequeued send completion: drops what was sent, sends what is still queued,
+ * and lets a paused receive go once the queue is down to half its cap.
+ */
+static void on_send(struct client *client, DWORD error, DWORD bytes)
+{
+    struct send_outcome outcome = {0, 0, 0};
+
+    if (error != 0) {
+        end_client_after_error(client, "send", error);
+        return;
+    }
+    EnterCriticalSection(&client->lock);
+    sent_locked(client, bytes, &outcome);
+    send_locked(client, &outcome);
+    LeaveCriticalSection(&client->lock);
+    follow_send(client, &outcome);
+}
+
+/*
+ * The timer's callback, on a thread of the timer queue: posts a tick into the port, where
+ * a worker handles it. Not if the last tick is still waiting there: when the workers are
+ * that busy, one pass over the pool is enough.
+ */
+static VOID CALLBACK post_tick(PVOID context, BOOLEAN timer_fired)
+{
+    struct server *server = context;
+
+    (void)timer_fired; /* always TRUE for a timer */
+    if (InterlockedCompareExchange(&server->tick_pending, 1, 0) != 0)
+        return;
+    if (!PostQueuedCompletionStatus(server->port, 0, (ULONG_PTR)&server->tick, &server->tick)) {
+        report_win_error("PostQueuedCompletionStatus");
+        InterlockedExchange(&server->tick_pending, 0);
+    }
+}
+
+/* Ends a client that has been idle, or in the middle of a message, for too long. */
+static void check_client(struct client *client, LONG64 now)
+{
+    LONG64 timeout = client->server->idle_timeout_ms;
+    LONG64 started = InterlockedCompareExchange64(&client->message_started, 0, 0);
+    char reason[REASON_SIZE];
+
+    if (started != 0 && now - started > timeout) {
+        snprintf(reason, sizeof reason, "a message not finished within %lld s",
+                 (long long)(timeout / 1000));
+        end_client(client, 1, reason);
+    } else if (now - InterlockedCompareExchange64(&client->last_active, 0, 0) > timeout) {
+        snprintf(reason, sizeof reason, "idle for %lld s", (long long)(timeout / 1000));
+        end_client(client, 0, reason);
+    }
+}
+
+/*
+ * A tick, on a worker: one pass over the pool, whose cost grows with the slots, busy or
+ * not, and not with the traffic. A slot is looked at only while a reference holds it.
+ */
+static void on_tick(struct server *server)
+{
+    LONG64 now = (LONG64)GetTickCount64();
+    unsigned i;
+
+    /* First: a tick that fires during the pass must be posted, not dropped. */
+    InterlockedExchange(&server->tick_pending, 0);
+    for (i = 0; i < server->max_clients; i++) {
+        struct client *client = &server->clients[i];
+
+        if (hold_if_alive(&client->references)) {
+            check_client(client, now);
+            release_client(client);
+        }
+    }
+}
+
+/* Starts the timer that posts the ticks; returns 0, or -1 after reporting the error. */
+static int start_ticks(struct server *server)
+{
+    LONG64 period = server->idle_timeout_ms / TICKS_PER_TIMEOUT;
+
+    if (period > LONGEST_TICK_MS)
+        period = LONGEST_TICK_MS;
+    if (period < SHORTEST_TICK_MS)
+        period = SHORTEST_TICK_MS;
+    if (!CreateTimerQueueTimer(&server->timer, NULL, post_tick, server, (DWORD)period,
+                               (DWORD)period, WT_EXECUTEDEFAULT)) {
+        report_win_error("CreateTimerQueueTimer");
+        server->timer = NULL;
+        return -1;
+    }
+    printf("idle timeout %lld s, checked every %lld ms\n",
+           (long long)(server->idle_timeout_ms / 1000), (long long)period);
+    return 0;
+}
+
+/*
+ * Stops the timer, and waits for a callback that is running (INVALID_HANDLE_VALUE), so
+ * no tick is posted after this. A tick already in the port is still handled by a worker.
+ */
+static void stop_ticks(struct server *server)
+{
+    if (server->timer != NULL && !DeleteTimerQueueTimer(NULL, server->timer, INVALID_HANDLE_VALUE))
+        report_win_error("DeleteTimerQueueTimer");
+    server->timer = NULL;
+}
+
+/*
+ * Handles one dequeued completion. Its status is in its OVERLAPPED's Internal, an
+ * NTSTATUS, which GetQueuedCompletionStatus would have turned into a Win32 error.
+ */
+static void handle_completion(struct server *server, const OVERLAPPED_ENTRY *entry)
+{
+    OVERLAPPED *overlapped = entry->lpOverlapped;
+    NTSTATUS status = (NTSTATUS)overlapped->Internal;
+    DWORD error = status >= 0 ? 0 : RtlNtStatusToDosError(status);
+    struct io_context *io;
+    struct client *client;
+
+    if (entry->lpCompletionKey == (ULONG_PTR)&server->acceptex) {
+        acceptex_completed(&server->acceptex, overlapped, error);
+        return;
+    }
+    if (entry->lpCompletionKey == (ULONG_PTR)&server->tick) {
+        on_tick(server);
+        return;
+    }
+    io = CONTAINING_RECORD(overlapped, struct io_context, overlapped);
+    client = (struct client *)entry->lpCompletionKey;
+    if (io->operation == OPERATION_RECEIVE)
+        on_probe(client, error);
+    else
+        on_send(client, error, entry->dwNumberOfBytesTransferred);
+    /* This completion's reference: the handler above has posted the next I/O, if any. */
+    release_client(client);
+}
+
+/*
+ * A worker thread: handles completions, up to --batch per wait, until it dequeues a stop
+ * packet. A batch may hold more than one: each other worker needs its own, so those go
+ * back into the port.
+ */
+static unsigned __stdcall run_worker(void *context)
+{
+    struct server *server = context;
+    OVERLAPPED_ENTRY entries[MAX_BATCH];
+
+    for (;;) {
+        ULONG count = 0;
+        ULONG stops = 0;
+        ULONG i;
+
+        if (!GetQueuedCompletionStatusEx(server->port, entries, server->batch, &count, INFINITE,
+                                         FALSE)) {
+            report_win_error("GetQueuedCompletionStatusEx");
+            return 1;
+        }
+        for (i = 0; i < count; i++) {
+            if (entries[i].lpOverlapped == NULL)
+                stops++; /* a real I/O always has an OVERLAPPED: stop_workers' packet */
+            else
+                handle_completion(server, &entries[i]);
+        }
+        if (stops == 0)
+            continue;
+        while (--stops > 0)
+            if (!PostQueuedCompletionStatus(server->port, 0, 0, NULL))
+                report_win_error("PostQueuedCompletionStatus");
+        return 0;
+    }
+}
+
+/* Allocates the pool with every slot free; returns 0, or -1 after reporting the error. */
+static int create_pool(struct server *server)
+{
+    unsigned i;
+
+    server->clients = calloc(server->max_clients, sizeof *server->clients);
+    if (server->clients == NULL) {
+        report_errno("calloc");
+        return -1;
+    }
+    if (slot_pool_create(&server->pool, server->max_clients) != 0 ||
+        chat_init(&server->chat, server->max_clients, server->max_queued, &chat_ops) != 0)
+        return -1;
+    for (i = 0; i < server->max_clients; i++) {
+        struct client *client = &server->clients[i];
+
+        client->server = server;
+        client->socket = INVALID_SOCKET;
+        InitializeCriticalSection(&client->lock);
+    }
+    return 0;
+}
+
+/* Frees the pool and the accept contexts; only once no I/O is in flight and no thread runs. */
+static void destroy_pool(struct server *server)
+{
+    unsigned i;
+
+    for (i = 0; i < server->max_clients; i++)
+        DeleteCriticalSection(&server->clients[i].lock);
+    slot_pool_destroy(&server->pool);
+    chat_destroy(&server->chat);
+    free(server->clients);
+    acceptex_destroy(&server->acceptex);
+}
+
+/*
+ * Closes every connected client. Each close makes the I/O pending on that socket complete
+ * (with an error), and the workers release the client as they handle those completions.
+ */
+static void close_all_clients(struct server *server)
+{
+    unsigned i;
+
+    for (i = 0; i < server->max_clients; i++) {
+        struct client *client = &server->clients[i];
+
+        if (hold_if_alive(&client->references)) {
+            end_client(client, 0, "server stopping");
+            release_client(client);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct options options;
+    struct sockaddr_storage address;
+    int address_length;
+    struct server server = {0};
+    SOCKET listener;
+    int started;
+    unsigned accepts;
+    unsigned posted = 0;
+    int accepts_drained = 0;
+
+    /* A pipe makes stdout fully buffered on Windows; a reader must see each line at once. */
+    setvbuf(stdout, NULL, _IONBF, 0);
+    parse_options(argc, argv,
+                  OPTION_PORT | OPTION_BIND | OPTION_MAX_CLIENTS | OPTION_WORKERS | OPTION_ACCEPTS |
+                      OPTION_MAX_QUEUED | OPTION_MAX_MESSAGE | OPTION_IDLE_TIMEOUT |
+                      OPTION_KEEPALIVE | OPTION_BATCH | OPTION_VERBOSE,
+                  &options);
+    address_length = make_listen_address(&options, &address);
+    if (address_length == 0)
+        return EXIT_USAGE;
+
+    server.max_clients = options.max_clients;
+    server.worker_count = options.workers ? options.workers : processor_count();
+    accepts = options.accepts ? options.accepts : DEFAULT_ACCEPTS_PER_WORKER * server.worker_count;
+    server.max_queued = options.max_queued;
+    server.max_message = options.max_message;
+    server.idle_timeout_ms = (LONG64)options.idle_timeout * 1000;
+    server.keepalive_ms = (DWORD)(options.keepalive * 1000);
+    server.batch = options.batch;
+    server.verbose = options.verbose;
+    if (create_pool(&server) != 0)
+        return EXIT_FAILURE;
+
+    /* Before anything prints: a Ctrl+C from then on must reach our handler. */
+    if (quit_watch_start() != 0 || start_winsock() != 0)
+        return EXIT_FAILURE;
+    server.port = create_completion_port(server.worker_count);
+    if (server.port == NULL) {
+        stop_winsock();
+        return EXIT_FAILURE;
+    }
+    server.skip_on_success = providers_allow_skipping(address.ss_family);
+    /* Before any worker starts, so that an address in use ends the program with none running. */
+    listener = open_listener(&address, address_length);
+    if (listener == INVALID_SOCKET ||
+        acceptex_prepare(&server.acceptex, listener, address.ss_family, server.port, accepts,
+                         admit_client, &server) != 0) {
+        if (listener != INVALID_SOCKET)
+            close_socket(listener);
+        stop_winsock();
+        return EXIT_FAILURE;
+    }
+    /* From here on workers may be running: a failure ends the program the way quit does. */
+    started = start_workers(&server.workers, &server.worker_count, run_worker, &server) == 0;
+    if (started) {
+        printf("%u worker threads waiting on the port; each receive takes up to %d bytes\n",
+               server.worker_count, READ_BUFFER_SIZE);
+        printf("each worker takes up to %lu completions per wait; skip on success: %s\n",
+               (unsigned long)server.batch, server.skip_on_success ? "on" : "off");
+    }
+    /* Before the first accept, so the first client is timed like any other. */
+    started = started && start_ticks(&server) == 0;
+    started = started && (posted = acceptex_post_idle(&server.acceptex)) > 0;
+    if (started) {
+        printf("%u accepts posted on the listener\n", posted);
+        printf("stopping: %s\n", quit_wait());
+    }
+    /* First, so that no tick closes a client as idle while the shutdown closes them all. */
+    stop_ticks(&server);
+    /* Also after a failed start: it closes the listener, with no accept left in flight. */
+    accepts_drained = acceptex_stop(&server.acceptex, DRAIN_TIMEOUT_MS) == 0;
+    /* An accept still in flight may yet admit a client: then nothing may be freed. */
+    if (accepts_drained) {
+        chat_stop(&server.chat);
+        close_all_clients(&server);
+    }
+    if (!accepts_drained ||
+        wait_for_drain(server.pool.empty, DRAIN_TIMEOUT_MS, "client I/O") != 0 ||
+        stop_workers(server.port, server.workers, server.worker_count) != 0) {
+        /*
+         * I/O or a worker may still use the pool, so free nothing, and end as chapter 07
+         * did: without the C runtime's clean-up, which a running worker could upset.
+         */
+        if (!TerminateProcess(GetCurrentProcess(), EXIT_FAILURE))
+            report_win_error("TerminateProcess");
+        return EXIT_FAILURE;
+    }
+    /* Last: no thread waits on it now, and every completion for it has been dequeued. */
+    if (!CloseHandle(server.port))
+        report_win_error("CloseHandle");
+    destroy_pool(&server);
+    if (stop_winsock() != 0)
+        return EXIT_FAILURE;
+    if (started)
+        printf("connections served: %ld, bytes sent: %lld\n", (long)server.connections,
+               (long long)server.bytes_sent);
+    return started ? EXIT_SUCCESS : EXIT_FAILURE;
+}
