@@ -62,7 +62,7 @@ CSTD := -std=c11
 DEFINES := -D_WIN32_WINNT=0x0602 -DWIN32_LEAN_AND_MEAN
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := $(CSTD) $(WARNINGS) $(DEFINES) -Icommon $(CFLAGS)
-LDLIBS := -lws2_32
+LDLIBS := -lws2_32 -lntdll
 
 EXES := $(CHAPTERS:%=$(BUILD)/%.exe)
 TOOL_EXES := $(TOOLS:%=$(BUILD)/tools/%.exe)

@@ -48,6 +48,11 @@ Features:
                is reset, "a message not finished within S s" (a chat member's NOTICE
                says "NAME left: idle for S s"); prints "idle timeout S s, checked every
                P ms"; --keepalive S sets TCP keep-alive on each accepted socket
+  scale        built to hold many connections cheaply: up to --batch N completions per
+               wait, no completion packet for an I/O that succeeds at once, a zero-byte
+               receive so an idle client holds no receive buffer, TCP_NODELAY; the lines
+               per connection and disconnection only with --verbose (harness.Server
+               passes it unless a test asks for the quiet server)
 
 OPTIONS lists the command-line options each chapter accepts; every chapter accepts
 --help, and every other option must be refused with usage and exit code 2.
@@ -83,6 +88,8 @@ FEATURES = {
                     "chat"},
     13: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages",
                     "chat", "timeouts"},
+    14: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages",
+                    "chat", "timeouts", "scale"},
 }
 
 _PORT_BIND = {"--port", "--bind"}
@@ -102,10 +109,12 @@ OPTIONS = {
     12: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message"},
     13: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message",
                       "--idle-timeout", "--keepalive"},
+    14: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message",
+                      "--idle-timeout", "--keepalive", "--batch", "--verbose"},
 }
 
 ALL_OPTIONS = ("--port", "--bind", "--max-clients", "--workers", "--accepts", "--max-queued",
-               "--max-message", "--idle-timeout", "--keepalive")
+               "--max-message", "--idle-timeout", "--keepalive", "--batch", "--verbose")
 
 _NAME = re.compile(r"^(\d\d)-[A-Za-z0-9-]+$")
 

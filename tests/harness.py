@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 
+import chapters
 from chapters import BUILD_DIR, ROOT
 
 WINDOWS = os.name == "nt"
@@ -101,6 +102,14 @@ def command(exe, args=()):
 def is_chapter(exe):
     """Whether EXE is a chapter's program (build/NN-topic.exe), not a tool."""
     return os.path.dirname(os.path.abspath(exe)) == os.path.abspath(BUILD_DIR)
+
+
+def _accepts(exe, option):
+    """Whether EXE is a chapter's program that accepts OPTION."""
+    if not is_chapter(exe):
+        return False
+    name = os.path.splitext(os.path.basename(exe))[0]
+    return any(c.name == name and c.accepts(option) for c in chapters.ALL)
 
 
 def windows_path(path):
@@ -232,10 +241,14 @@ class Server:
     still running is killed.
     """
 
-    def __init__(self, exe, args=("--port", "0"), cwd=ROOT):
+    def __init__(self, exe, args=("--port", "0"), cwd=ROOT, verbose=True):
         self.exe = exe
         self.name = os.path.basename(exe)
         self.args = list(args)
+        # A chapter that prints a line per connection only with --verbose gets it, since
+        # the tests read those lines; verbose=False runs it as it runs by default.
+        if verbose and "--verbose" not in self.args and _accepts(exe, "--verbose"):
+            self.args.append("--verbose")
         self.stdout = []
         self.stderr = []
         self._cursor = {"stdout": 0, "stderr": 0}

@@ -66,10 +66,18 @@ def repeats():
             yield pytest.param(chapter, option, id="%s %s" % (chapter.name, option))
 
 
+# Options that take no value.
+FLAGS = {"--verbose"}
+
+
 @pytest.mark.parametrize("chapter,option", list(repeats()))
 def test_an_option_given_twice_prints_usage_and_exits_2(chapter, option):
-    first, second = VALUES.get(option, ["1", "2"])
-    result = harness.run(chapter.exe, [option, first, option, second])
+    if option in FLAGS:
+        args = [option, option]
+    else:
+        first, second = VALUES.get(option, ["1", "2"])
+        args = [option, first, option, second]
+    result = harness.run(chapter.exe, args)
     assert result.code == EXIT_USAGE, result
     assert re.search(r"(?m)^\S+: %s given more than once$" % re.escape(option),
                      result.err), result

@@ -43,8 +43,8 @@
 
 /* Exit code for a bad command line, the same as parse_options uses. */
 #define EXIT_USAGE 2
-/* Bytes one read takes from a socket, into a buffer on the worker's stack. */
-#define READ_BUFFER_SIZE 16384
+/* Bytes one receive takes, into a block that an active client holds and an idle one does not. */
+#define RECEIVE_BLOCK_SIZE 16384
 /* Completions an I/O that finished at once may chain where it started, before yielding. */
 #define INLINE_ROUNDS 8
 /* Room for the reason a connection ended, such as "receive failed: 64 <message>". */
@@ -62,7 +62,7 @@
 #define KEEPALIVE_INTERVAL_MS 1000
 
 /* What an I/O context is doing, so a worker knows what a completion means. */
-enum io_operation { OPERATION_RECEIVE, OPERATION_SEND };
+enum io_operation { OPERATION_RECEIVE, OPERATION_SEND, OPERATION_RESUME };
 
 /* What every per-I/O context starts with: the worker reads `operation` to know which. */
 struct io_context {
@@ -70,10 +70,24 @@ struct io_context {
     enum io_operation operation;
 };
 
-/* The receive: a probe of no bytes, which holds no buffer while it waits for data. */
+/* A receive buffer, on the server's free list while no client holds it. */
+struct receive_block {
+    SLIST_ENTRY entry; /* first: the free list links the blocks through it */
+    unsigned char bytes[RECEIVE_BLOCK_SIZE];
+};
+
+/*
+ * The receive: into `block` while the client is active; a probe of no bytes, with no
+ * block, once it has been idle for a tick. `block`, `pending`, `posted_at` and
+ * `demoting` are read by the tick, so they change under the client's lock.
+ */
 struct receive_context {
     struct io_context io; /* first */
-    WSABUF nothing;       /* a length of 0 */
+    WSABUF piece;         /* the block, or a length of 0 for a probe */
+    struct receive_block *block;
+    int pending;          /* posted, and its packet not handled yet */
+    ULONGLONG posted_at;  /* GetTickCount64 when it was posted */
+    int demoting;         /* a tick cancelled it, to take its block back */
 };
 
 /* The send in flight: the WSABUFs of the queued chunks it gathers. */
@@ -141,18 +155,53 @@ struct server {
     LONG64 idle_timeout_ms; /* from --idle-timeout */
     DWORD keepalive_ms;     /* from --keepalive; 0 for none */
     HANDLE timer;           /* the timer-queue timer that posts the ticks */
+    LONG64 tick_ms;         /* its period, set before the first tick */
     /* What every tick packet carries, so a worker can tell it from a stop packet. */
     OVERLAPPED tick;
     volatile LONG tick_pending; /* a tick is in the port, not handled yet: Interlocked */
+
+    /* The receive blocks no client holds; lock-free, as every worker takes and gives them. */
+    SLIST_HEADER free_blocks;
+    volatile LONG blocks_allocated; /* blocks made so far: Interlocked */
 
     ULONG batch;         /* completions a worker takes per wait, from --batch */
     int skip_on_success; /* sockets queue no packet for an I/O that completes at once */
     int verbose;         /* a line per connection and disconnection, from --verbose */
 };
 
-/* Frees a client's send queue and inbox and resets their state; once no thread can use it. */
+/*
+ * Takes a receive block: from the free list, else a new one. Returns NULL, after
+ * reporting the error, when memory has run out.
+ */
+static struct receive_block *take_block(struct server *server)
+{
+    struct receive_block *block = (struct receive_block *)InterlockedPopEntrySList(&server->free_blocks);
+
+    if (block != NULL)
+        return block;
+    /* An SLIST entry must be aligned to MEMORY_ALLOCATION_ALIGNMENT, which malloc is not bound to. */
+    block = _aligned_malloc(sizeof *block, MEMORY_ALLOCATION_ALIGNMENT);
+    if (block == NULL)
+        report_errno("_aligned_malloc");
+    else
+        InterlockedIncrement(&server->blocks_allocated);
+    return block;
+}
+
+/* Puts a block back on the free list, for the next client that has data. */
+static void give_block(struct server *server, struct receive_block *block)
+{
+    InterlockedPushEntrySList(&server->free_blocks, &block->entry);
+}
+
+/* Frees a client's receive block, send queue and inbox and resets their state; once no thread can use it. */
 static void free_buffers(struct client *client)
 {
+    if (client->receive.block != NULL)
+        give_block(client->server, client->receive.block);
+    client->receive.block = NULL;
+    client->receive.pending = 0;
+    client->receive.demoting = 0;
     send_queue_clear(&client->queue);
     client->sending = 0;
     client->receive_paused = 0;
@@ -294,7 +343,7 @@ static void send_locked(struct client *client, struct send_outcome *outcome)
 }
 
 static void resume_receive(struct client *client);
-static void post_probe(struct client *client);
+static void post_receive(struct client *client);
 
 /* Does what a send outcome says, with the lock left. */
 static void follow_send(struct client *client, const struct send_outcome *outcome)
@@ -437,8 +486,8 @@ static int take_messages(struct client *client, const unsigned char *bytes, DWOR
     char reason[REASON_SIZE];
 
     /* Never more than one whole message and one receive, unless memory runs out. */
-    if (inbox_append(inbox, bytes, length, READ_BUFFER_SIZE,
-                     FRAME_HEADER_SIZE + server->max_message + READ_BUFFER_SIZE) != 0) {
+    if (inbox_append(inbox, bytes, length, RECEIVE_BLOCK_SIZE,
+                     FRAME_HEADER_SIZE + server->max_message + RECEIVE_BLOCK_SIZE) != 0) {
         end_client(client, 1, "no memory for its inbox");
         return -1;
     }
@@ -593,63 +642,84 @@ static void admit_client(void *context, SOCKET socket_handle, const char *peer)
                (void *)server->port, (void *)client);
     }
     /* Last: once the probe is posted, a worker may be using the client. */
-    post_probe(client);
+    post_receive(client);
 }
 
 /*
- * Reads what the socket holds, without waiting (it is non-blocking), into a buffer on
- * this thread's stack, and takes the messages out, until it is empty or the queue reaches
- * its cap. Returns 1 once the peer has closed its side, 0 when there is no more to read
- * now, or -1 once the client has been ended.
+ * Takes the messages out of bytes that arrived, and pauses the receive when the queue
+ * has reached its cap. Returns 0, or -1 once the client has been ended.
  */
-static int read_available(struct client *client)
+static int take_received(struct client *client, const unsigned char *bytes, DWORD length)
 {
-    unsigned char buffer[READ_BUFFER_SIZE];
+    int full;
 
-    for (;;) {
-        WSABUF piece = {sizeof buffer, (char *)buffer};
-        DWORD got = 0;
-        DWORD flags = 0;
-        int error = 0;
-        int full;
+    InterlockedExchange64(&client->last_active, (LONG64)GetTickCount64());
+    if (take_messages(client, bytes, length) != 0)
+        return -1;
+    /* Checked and set under the lock that the send side checks and clears it under. */
+    EnterCriticalSection(&client->lock);
+    full = client->queue.queued >= client->server->max_queued;
+    client->receive_paused = full;
+    LeaveCriticalSection(&client->lock);
+    return 0;
+}
 
-        EnterCriticalSection(&client->lock);
-        if (client->socket == INVALID_SOCKET)
-            error = WSAENOTSOCK;
-        else if (WSARecv(client->socket, &piece, 1, &got, &flags, NULL, NULL) == SOCKET_ERROR)
-            error = WSAGetLastError();
-        LeaveCriticalSection(&client->lock);
-        if (error == WSAEWOULDBLOCK)
-            return 0;
-        if (error != 0) {
-            end_client_after_error(client, "receive", (unsigned long)error);
-            return -1;
-        }
-        if (got == 0)
-            return 1;
-        InterlockedExchange64(&client->last_active, (LONG64)GetTickCount64());
-        if (take_messages(client, buffer, got) != 0)
-            return -1;
-        /* Checked and set under the lock that the send side checks and clears it under. */
-        EnterCriticalSection(&client->lock);
-        full = client->queue.queued >= client->server->max_queued;
-        client->receive_paused = full;
-        LeaveCriticalSection(&client->lock);
-        if (full)
-            return 0; /* back-pressure: the send side resumes the receive once it drains */
+/*
+ * After a probe: takes a block and reads once what the socket holds, without waiting
+ * (it is non-blocking). Returns 1 once the peer has closed its side, 0 when the next
+ * receive can go into the block, or -1 once the client has been ended.
+ */
+static int read_after_probe(struct client *client)
+{
+    struct receive_context *receive = &client->receive;
+    struct receive_block *block = take_block(client->server);
+    WSABUF piece;
+    DWORD got = 0;
+    DWORD flags = 0;
+    int error = 0;
+
+    if (block == NULL) {
+        end_client(client, 1, "no memory for a receive block");
+        return -1;
     }
+    piece.buf = (char *)block->bytes;
+    piece.len = RECEIVE_BLOCK_SIZE;
+    EnterCriticalSection(&client->lock);
+    receive->block = block; /* under the lock that a tick reads it under */
+    if (client->socket == INVALID_SOCKET)
+        error = WSAENOTSOCK;
+    else if (WSARecv(client->socket, &piece, 1, &got, &flags, NULL, NULL) == SOCKET_ERROR)
+        error = WSAGetLastError();
+    LeaveCriticalSection(&client->lock);
+    if (error == WSAEWOULDBLOCK)
+        return 0; /* nothing after all: the receive into the block will wait for it */
+    if (error != 0) {
+        end_client_after_error(client, "receive", (unsigned long)error);
+        return -1;
+    }
+    if (got == 0)
+        return 1;
+    return take_received(client, block->bytes, got);
 }
 
 /*
- * Handles a probe that completed: reads what came. Returns 1 when the next probe is to be
- * posted; 0 when not (the client ended, the peer closed, or the receive is paused).
+ * Handles a receive that completed with BYTES: a probe (no block yet), whose data is then
+ * read; or a receive into the block. Returns 1 when the next receive is to be posted; 0
+ * when not (the client ended, the peer closed, or the receive is paused).
  */
-static int probe_completed(struct client *client)
+static int receive_completed(struct client *client, DWORD bytes)
 {
-    int result = read_available(client);
+    struct receive_context *receive = &client->receive;
+    int result;
     int sending;
     int paused;
 
+    if (receive->block == NULL)
+        result = read_after_probe(client);
+    else if (bytes == 0)
+        result = 1; /* a receive into a block that completes with 0 bytes: the peer's FIN */
+    else
+        result = take_received(client, receive->block->bytes, bytes);
     if (result < 0)
         return 0;
     EnterCriticalSection(&client->lock);
@@ -671,12 +741,13 @@ static int probe_completed(struct client *client)
 }
 
 /*
- * Posts the probe: a WSARecv of zero bytes, which completes when data arrives or the peer
- * closes. With skip-on-success it may complete at once and queue no packet; then it is
- * handled here, for a few rounds, after which its completion is posted to the port so
- * that other clients get their turn.
+ * Posts the receive: into the client's block while it has one, else a probe of no bytes,
+ * which completes when data arrives or the peer closes and holds no memory meanwhile.
+ * With skip-on-success it may complete at once and queue no packet; then it is handled
+ * here, for a few rounds, after which its completion is posted to the port so that other
+ * clients get their turn.
  */
-static void post_probe(struct client *client)
+static void post_receive(struct client *client)
 {
     struct receive_context *receive = &client->receive;
     struct server *server = client->server;
@@ -685,24 +756,32 @@ static void post_probe(struct client *client)
     for (rounds = 0;; rounds++) {
         DWORD flags = 0; /* in and out: must be set before the call */
         int error = 0;
+        DWORD got;
 
         /* A fresh OVERLAPPED for every call: the system uses it while the I/O is pending. */
         memset(&receive->io.overlapped, 0, sizeof receive->io.overlapped);
         receive->io.operation = OPERATION_RECEIVE;
-        receive->nothing.buf = NULL;
-        receive->nothing.len = 0;
-        hold_client(client); /* the probe's reference, dropped when its completion is handled */
+        receive->piece.buf = receive->block != NULL ? (char *)receive->block->bytes : NULL;
+        receive->piece.len = receive->block != NULL ? RECEIVE_BLOCK_SIZE : 0;
+        hold_client(client); /* the receive's reference, dropped when its completion is handled */
         EnterCriticalSection(&client->lock);
         if (client->socket == INVALID_SOCKET)
             error = WSAENOTSOCK; /* closed already: nothing to post on */
-        else if (WSARecv(client->socket, &receive->nothing, 1, NULL, &flags,
-                         &receive->io.overlapped, NULL) == SOCKET_ERROR)
+        else if (WSARecv(client->socket, &receive->piece, 1, NULL, &flags, &receive->io.overlapped,
+                         NULL) == SOCKET_ERROR)
             error = WSAGetLastError();
+        receive->pending = error == WSA_IO_PENDING || (error == 0 && !server->skip_on_success);
+        receive->posted_at = GetTickCount64();
         LeaveCriticalSection(&client->lock);
         if (error == WSA_IO_PENDING || (error == 0 && !server->skip_on_success))
             return; /* its completion will come through the port */
+        /*
+         * Done at once: the count is in InternalHigh, which the OVERLAPPED page says the
+         * system sets "if the request is completed without errors".
+         */
+        got = (DWORD)receive->io.overlapped.InternalHigh;
         if (error == 0 && rounds == INLINE_ROUNDS &&
-            PostQueuedCompletionStatus(server->port, 0, (ULONG_PTR)client, &receive->io.overlapped))
+            PostQueuedCompletionStatus(server->port, got, (ULONG_PTR)client, &receive->io.overlapped))
             return; /* sent to the port as if it had not completed at once */
         if (error == 0 && rounds == INLINE_ROUNDS)
             error = (int)GetLastError();
@@ -712,8 +791,8 @@ static void post_probe(struct client *client)
             release_client(client);
             return;
         }
-        /* Done at once, and no packet will come: handled here. */
-        if (!probe_completed(client)) {
+        /* No packet will come: handled here. */
+        if (!receive_completed(client, got)) {
             release_client(client);
             return;
         }
@@ -722,17 +801,18 @@ static void post_probe(struct client *client)
 }
 
 /*
- * Lets a paused receive go again, from the thread that drained the queue: as a probe
- * completion posted to the port, so that a worker reads, not this thread, which may be in
- * the middle of another client's broadcast.
+ * Lets a paused receive go again, from the thread that drained the queue: as a packet
+ * posted to the port, so that a worker posts it, not this thread, which may be in the
+ * middle of another client's broadcast. No receive is pending while it is paused, so
+ * the receive's context is free to carry it.
  */
 static void resume_receive(struct client *client)
 {
     struct receive_context *receive = &client->receive;
 
     memset(&receive->io.overlapped, 0, sizeof receive->io.overlapped);
-    receive->io.operation = OPERATION_RECEIVE;
-    hold_client(client); /* the probe's reference, as if it had been posted */
+    receive->io.operation = OPERATION_RESUME;
+    hold_client(client); /* the packet's reference, as if it were an I/O */
     if (!PostQueuedCompletionStatus(client->server->port, 0, (ULONG_PTR)client,
                                     &receive->io.overlapped)) {
         end_client_after_error(client, "PostQueuedCompletionStatus", GetLastError());
@@ -740,9 +820,30 @@ static void resume_receive(struct client *client)
     }
 }
 
-/* Handles one dequeued probe completion: reads what came, then probes again. */
-static void on_probe(struct client *client, DWORD error)
+/*
+ * Handles one dequeued receive completion. A receive that a tick cancelled to take its
+ * block back (error 995) goes back to probing; any other failure ends the client.
+ */
+static void on_receive(struct client *client, DWORD error, DWORD bytes)
 {
+    struct receive_context *receive = &client->receive;
+    struct receive_block *returned = NULL;
+    int demoting;
+
+    EnterCriticalSection(&client->lock);
+    receive->pending = 0;
+    demoting = receive->demoting;
+    receive->demoting = 0;
+    if (error == ERROR_OPERATION_ABORTED && demoting && client->socket != INVALID_SOCKET) {
+        returned = receive->block;
+        receive->block = NULL;
+    }
+    LeaveCriticalSection(&client->lock);
+    if (returned != NULL) {
+        give_block(client->server, returned);
+        post_receive(client); /* now a probe */
+        return;
+    }
     if (error != 0) {
         /*
          * A failed I/O still completes through the port, and still needs cleaning up. A
@@ -751,8 +852,8 @@ static void on_probe(struct client *client, DWORD error)
         end_client_after_error(client, "receive", error);
         return;
     }
-    if (probe_completed(client))
-        post_probe(client);
+    if (receive_completed(client, bytes))
+        post_receive(client);
 }
 
 /*
@@ -793,6 +894,27 @@ static VOID CALLBACK post_tick(PVOID context, BOOLEAN timer_fired)
 }
 
 /* Ends a client that has been idle, or in the middle of a message, for too long. */
+/*
+ * Takes the block back from a client whose receive has waited a whole tick for data: its
+ * receive is cancelled, and its completion (995) puts the block back on the free list and
+ * posts a probe instead. A receive that completes first keeps the block.
+ */
+static void release_idle_block(struct client *client, LONG64 now)
+{
+    struct receive_context *receive = &client->receive;
+
+    EnterCriticalSection(&client->lock);
+    if (client->socket != INVALID_SOCKET && receive->pending && receive->block != NULL &&
+        !receive->demoting && now - (LONG64)receive->posted_at >= client->server->tick_ms) {
+        /* Only this receive: the OVERLAPPED names it. Not found: it has just completed. */
+        if (CancelIoEx((HANDLE)client->socket, &receive->io.overlapped))
+            receive->demoting = 1;
+        else if (GetLastError() != ERROR_NOT_FOUND)
+            report_win_error("CancelIoEx");
+    }
+    LeaveCriticalSection(&client->lock);
+}
+
 static void check_client(struct client *client, LONG64 now)
 {
     LONG64 timeout = client->server->idle_timeout_ms;
@@ -825,6 +947,7 @@ static void on_tick(struct server *server)
 
         if (hold_if_alive(&client->references)) {
             check_client(client, now);
+            release_idle_block(client, now);
             release_client(client);
         }
     }
@@ -839,6 +962,7 @@ static int start_ticks(struct server *server)
         period = LONGEST_TICK_MS;
     if (period < SHORTEST_TICK_MS)
         period = SHORTEST_TICK_MS;
+    server->tick_ms = period;
     if (!CreateTimerQueueTimer(&server->timer, NULL, post_tick, server, (DWORD)period,
                                (DWORD)period, WT_EXECUTEDEFAULT)) {
         report_win_error("CreateTimerQueueTimer");
@@ -884,7 +1008,9 @@ static void handle_completion(struct server *server, const OVERLAPPED_ENTRY *ent
     io = CONTAINING_RECORD(overlapped, struct io_context, overlapped);
     client = (struct client *)entry->lpCompletionKey;
     if (io->operation == OPERATION_RECEIVE)
-        on_probe(client, error);
+        on_receive(client, error, entry->dwNumberOfBytesTransferred);
+    else if (io->operation == OPERATION_RESUME)
+        post_receive(client);
     else
         on_send(client, error, entry->dwNumberOfBytesTransferred);
     /* This completion's reference: the handler above has posted the next I/O, if any. */
@@ -939,6 +1065,7 @@ static int create_pool(struct server *server)
     if (slot_pool_create(&server->pool, server->max_clients) != 0 ||
         chat_init(&server->chat, server->max_clients, server->max_queued, &chat_ops) != 0)
         return -1;
+    InitializeSListHead(&server->free_blocks);
     for (i = 0; i < server->max_clients; i++) {
         struct client *client = &server->clients[i];
 
@@ -953,7 +1080,14 @@ static int create_pool(struct server *server)
 static void destroy_pool(struct server *server)
 {
     unsigned i;
+    SLIST_ENTRY *entry = InterlockedFlushSList(&server->free_blocks);
 
+    while (entry != NULL) {
+        SLIST_ENTRY *next = entry->Next;
+
+        _aligned_free(entry); /* the entry is first in its block */
+        entry = next;
+    }
     for (i = 0; i < server->max_clients; i++)
         DeleteCriticalSection(&server->clients[i].lock);
     slot_pool_destroy(&server->pool);
@@ -991,6 +1125,7 @@ int main(int argc, char **argv)
     unsigned accepts;
     unsigned posted = 0;
     int accepts_drained = 0;
+    LONG blocks;
 
     /* A pipe makes stdout fully buffered on Windows; a reader must see each line at once. */
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -1038,7 +1173,7 @@ int main(int argc, char **argv)
     started = start_workers(&server.workers, &server.worker_count, run_worker, &server) == 0;
     if (started) {
         printf("%u worker threads waiting on the port; each receive takes up to %d bytes\n",
-               server.worker_count, READ_BUFFER_SIZE);
+               server.worker_count, RECEIVE_BLOCK_SIZE);
         printf("each worker takes up to %lu completions per wait; skip on success: %s\n",
                (unsigned long)server.batch, server.skip_on_success ? "on" : "off");
     }
@@ -1072,9 +1207,12 @@ int main(int argc, char **argv)
     /* Last: no thread waits on it now, and every completion for it has been dequeued. */
     if (!CloseHandle(server.port))
         report_win_error("CloseHandle");
+    blocks = server.blocks_allocated;
     destroy_pool(&server);
     if (stop_winsock() != 0)
         return EXIT_FAILURE;
+    if (started)
+        printf("receive blocks made: %ld, %u bytes each\n", (long)blocks, RECEIVE_BLOCK_SIZE);
     if (started)
         printf("connections served: %ld, bytes sent: %lld\n", (long)server.connections,
                (long long)server.bytes_sent);
