@@ -314,17 +314,20 @@ static void send_locked(struct client *client, struct send_outcome *outcome)
 
     for (rounds = 0; client->queue.head != NULL && client->socket != INVALID_SOCKET; rounds++) {
         DWORD count = send_queue_gather(&client->queue, send->pieces, SEND_GATHER);
-        DWORD sent = 0;
+        DWORD sent;
 
         memset(&send->io.overlapped, 0, sizeof send->io.overlapped);
         send->io.operation = OPERATION_SEND;
         hold_client(client); /* the send's reference, dropped when its completion is handled */
-        if (WSASend(client->socket, send->pieces, count, &sent, 0, &send->io.overlapped, NULL) ==
+        /* No count pointer with an OVERLAPPED: the WSASend page warns of erroneous results. */
+        if (WSASend(client->socket, send->pieces, count, NULL, 0, &send->io.overlapped, NULL) ==
             SOCKET_ERROR) {
             if (WSAGetLastError() != WSA_IO_PENDING)
                 outcome->error = WSAGetLastError(); /* the caller drops the reference */
             return;
         }
+        /* Done at once: the count is in InternalHigh, set "if the request is completed without errors". */
+        sent = (DWORD)send->io.overlapped.InternalHigh;
         if (!client->server->skip_on_success || rounds == INLINE_ROUNDS) {
             /* Its completion comes through the port, or is sent there: other clients wait. */
             if (client->server->skip_on_success &&
