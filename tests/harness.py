@@ -401,6 +401,18 @@ class Server:
             self.process.send_signal(signal.SIGINT)
         return self.wait(timeout)
 
+    # --- memory (Linux only: /proc) -----------------------------------------------------
+    def memory_kib(self):
+        """The resident memory, in KiB, of the program's own process and of the wineserver
+        that holds its sockets: {"process": N, "wineserver": M}. Linux only."""
+        program = _program_pid(self.process.pid, self.name)
+        prefix = _environment(program).get("WINEPREFIX")
+        servers = [pid for pid in _pids() if _command_line(pid).startswith("/usr/lib/wine/wineserver")
+                   and _environment(pid).get("WINEPREFIX") == prefix]
+        assert program is not None and len(servers) == 1, \
+            "cannot find the process of %s and its one wineserver" % self.name
+        return {"process": resident_kib(program), "wineserver": resident_kib(servers[0])}
+
     def running(self):
         return self.process.poll() is None
 
@@ -432,6 +444,47 @@ class Server:
 SEED_VARIABLE = "IOCP_TEST_SEED"
 _seed_lock = threading.Lock()
 _seed = {"value": None, "sources": 0}  # the current test's seed; sources handed out
+
+
+
+def _pids():
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _read_proc(pid, name):
+    try:
+        with open("/proc/%d/%s" % (pid, name), "rb") as f:
+            return f.read()
+    except OSError:  # it has just ended, or is not ours to read
+        return b""
+
+
+def _command_line(pid):
+    return _read_proc(pid, "cmdline").replace(b"\0", b" ").decode("utf-8", "replace")
+
+
+def _environment(pid):
+    pairs = (item.split(b"=", 1) for item in _read_proc(pid, "environ").split(b"\0") if b"=" in item)
+    return {key.decode("utf-8", "replace"): value.decode("utf-8", "replace") for key, value in pairs}
+
+
+def _program_pid(launcher, name):
+    """The process that runs program `name` started by `launcher` (sh scripts/wine.sh run,
+    whose Wine process is its child), or None."""
+    for pid in [launcher] + _pids():
+        stat = _read_proc(pid, "stat").decode("utf-8", "replace")
+        parent = int(stat.rsplit(")", 1)[1].split()[1]) if ")" in stat else None
+        if (pid == launcher or parent == launcher) and name in _command_line(pid).split(" ")[0]:
+            return pid
+    return None
+
+
+def resident_kib(pid):
+    """A Linux process's resident memory (VmRSS), in KiB."""
+    for line in _read_proc(pid, "status").decode().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS for process %d" % pid)
 
 
 def random_source():

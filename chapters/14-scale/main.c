@@ -5,18 +5,22 @@
  * Four changes, each measured in the notes. A worker takes up to --batch completions
  * per call, with GetQueuedCompletionStatusEx, and reads each one's status from its
  * OVERLAPPED. Each socket is set to FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, so an I/O that
- * completes at once queues no packet and is handled where it was started, in a loop
- * that stops after a few rounds so that one busy client cannot keep a worker to itself.
- * The receive is a zero-byte probe that completes when data is there: an idle client
- * holds no receive buffer, and the worker reads what has arrived, without waiting,
- * into a buffer on its own stack. And TCP_NODELAY, with the per-connection lines printed
- * only with --verbose: a console write serialises the workers.
+ * completes at once queues no packet and is handled where it was started, for a bounded
+ * number of rounds, so that one busy client cannot keep a worker to itself. The receive
+ * adapts: an idle client has only a zero-byte probe pending, which holds no memory; when
+ * it completes, the client takes a 16 KiB block from a shared free list and receives into
+ * it while it stays busy, and a tick takes the block back from a client whose receive has
+ * waited a whole tick. And TCP_NODELAY, with the per-connection lines printed only with
+ * --verbose: a console write serialises the workers.
+ *
+ * Per socket, the client is still the completion key; per I/O, each context still starts
+ * with its OVERLAPPED. The block is neither: it belongs to the receive only while the
+ * client holds it, and the free list's SLIST links it while no client does.
  *
  * Everything else is chapter 13's: the accepts, the keys and contexts, the framing, the
  * send queue and its back-pressure, the chat room, the idle timeouts and the shutdown.
  */
 #include <winsock2.h>
-#include <mstcpip.h>
 #include <windows.h>
 #include <winternl.h>
 
@@ -31,6 +35,7 @@
 #include "errors.h"
 #include "frame.h"
 #include "inbox.h"
+#include "keepalive.h"
 #include "listener.h"
 #include "options.h"
 #include "port.h"
@@ -38,6 +43,7 @@
 #include "sendqueue.h"
 #include "slotpool.h"
 #include "teardown.h"
+#include "ticker.h"
 #include "winsock.h"
 #include "workers.h"
 
@@ -45,21 +51,26 @@
 #define EXIT_USAGE 2
 /* Bytes one receive takes, into a block that an active client holds and an idle one does not. */
 #define RECEIVE_BLOCK_SIZE 16384
-/* Completions an I/O that finished at once may chain where it started, before yielding. */
-#define INLINE_ROUNDS 8
+/*
+ * Blocks kept on the free list for the next clients that get busy; one given back beyond
+ * that is freed, so a burst of activity does not leave its blocks behind for good.
+ */
+#define SPARE_BLOCKS 64
+/*
+ * How many receives, and sends, that complete at once a worker handles where it started
+ * them before the next goes through the port, so other clients get their turn. A
+ * receive handled inline is a client served ahead of the queue: one round keeps the
+ * latency of the others as low as chapter 08's (measured in the notes). A send handled
+ * inline only drains the client's own queue, so it may go on longer.
+ */
+#define INLINE_RECEIVES 1
+#define INLINE_SENDS    8
 /* Room for the reason a connection ended, such as "receive failed: 64 <message>". */
 #define REASON_SIZE 160
 /* How many queued chunks one WSASend can carry, as an array of WSABUF. */
 #define SEND_GATHER 16
 /* How long shutdown waits for the I/O of closed clients, or of cancelled accepts, to end. */
 #define DRAIN_TIMEOUT_MS 10000
-/* Ticks per timeout: a client is closed at most a quarter of the timeout late. */
-#define TICKS_PER_TIMEOUT 4
-/* ...but no more than one tick a second, nor more than ten a second. */
-#define LONGEST_TICK_MS  1000
-#define SHORTEST_TICK_MS 100
-/* Between keep-alive probes once they start; Windows sends 10 before it gives up. */
-#define KEEPALIVE_INTERVAL_MS 1000
 
 /* What an I/O context is doing, so a worker knows what a completion means. */
 enum io_operation { OPERATION_RECEIVE, OPERATION_SEND, OPERATION_RESUME };
@@ -70,9 +81,13 @@ struct io_context {
     enum io_operation operation;
 };
 
-/* A receive buffer, on the server's free list while no client holds it. */
-struct receive_block {
-    SLIST_ENTRY entry; /* first: the free list links the blocks through it */
+/*
+ * A receive buffer: exactly four pages, from VirtualAlloc, so that one given back beyond
+ * the spares really returns its memory to the system (a heap may keep freed blocks for
+ * itself). While no client holds it, its first bytes link it into the free list.
+ */
+union receive_block {
+    SLIST_ENTRY entry; /* on the free list; page-aligned, as an SLIST entry must be aligned */
     unsigned char bytes[RECEIVE_BLOCK_SIZE];
 };
 
@@ -84,10 +99,10 @@ struct receive_block {
 struct receive_context {
     struct io_context io; /* first */
     WSABUF piece;         /* the block, or a length of 0 for a probe */
-    struct receive_block *block;
-    int pending;          /* posted, and its packet not handled yet */
-    ULONGLONG posted_at;  /* GetTickCount64 when it was posted */
-    int demoting;         /* a tick cancelled it, to take its block back */
+    union receive_block *block;
+    int pending;         /* posted, and its packet not handled yet */
+    ULONGLONG posted_at; /* GetTickCount64 when it was posted */
+    int demoting;        /* a tick cancelled it, to take its block back */
 };
 
 /* The send in flight: the WSABUFs of the queued chunks it gathers. */
@@ -154,14 +169,11 @@ struct server {
 
     LONG64 idle_timeout_ms; /* from --idle-timeout */
     DWORD keepalive_ms;     /* from --keepalive; 0 for none */
-    HANDLE timer;           /* the timer-queue timer that posts the ticks */
-    LONG64 tick_ms;         /* its period, set before the first tick */
-    /* What every tick packet carries, so a worker can tell it from a stop packet. */
-    OVERLAPPED tick;
-    volatile LONG tick_pending; /* a tick is in the port, not handled yet: Interlocked */
+    struct ticker ticker;   /* posts the ticks into the port (common/ticker.h) */
 
     /* The receive blocks no client holds; lock-free, as every worker takes and gives them. */
     SLIST_HEADER free_blocks;
+    volatile LONG free_block_count; /* about how many are on it, for SPARE_BLOCKS: Interlocked */
     volatile LONG blocks_allocated; /* blocks made so far: Interlocked */
 
     ULONG batch;         /* completions a worker takes per wait, from --batch */
@@ -169,32 +181,51 @@ struct server {
     int verbose;         /* a line per connection and disconnection, from --verbose */
 };
 
+/* Gives a block's pages back to the system. */
+static void free_block(union receive_block *block)
+{
+    if (!VirtualFree(block, 0, MEM_RELEASE))
+        report_win_error("VirtualFree");
+}
+
 /*
  * Takes a receive block: from the free list, else a new one. Returns NULL, after
  * reporting the error, when memory has run out.
  */
-static struct receive_block *take_block(struct server *server)
+static union receive_block *take_block(struct server *server)
 {
-    struct receive_block *block = (struct receive_block *)InterlockedPopEntrySList(&server->free_blocks);
+    union receive_block *block =
+        (union receive_block *)InterlockedPopEntrySList(&server->free_blocks);
 
-    if (block != NULL)
+    if (block != NULL) {
+        InterlockedDecrement(&server->free_block_count);
         return block;
-    /* An SLIST entry must be aligned to MEMORY_ALLOCATION_ALIGNMENT, which malloc is not bound to. */
-    block = _aligned_malloc(sizeof *block, MEMORY_ALLOCATION_ALIGNMENT);
+    }
+    block = VirtualAlloc(NULL, sizeof *block, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
     if (block == NULL)
-        report_errno("_aligned_malloc");
+        report_win_error("VirtualAlloc");
     else
         InterlockedIncrement(&server->blocks_allocated);
     return block;
 }
 
-/* Puts a block back on the free list, for the next client that has data. */
-static void give_block(struct server *server, struct receive_block *block)
+/*
+ * Puts a block back on the free list, for the next client that has data, or frees it when
+ * the list holds SPARE_BLOCKS already. The count is raised before the push and lowered
+ * after a pop, so it is never below what the list holds.
+ */
+static void give_block(struct server *server, union receive_block *block)
 {
+    if (InterlockedIncrement(&server->free_block_count) > SPARE_BLOCKS) {
+        InterlockedDecrement(&server->free_block_count);
+        free_block(block);
+        return;
+    }
     InterlockedPushEntrySList(&server->free_blocks, &block->entry);
 }
 
-/* Frees a client's receive block, send queue and inbox and resets their state; once no thread can use it. */
+/* Frees a client's receive block, send queue and inbox and resets their state; once no thread can
+ * use it. */
 static void free_buffers(struct client *client)
 {
     if (client->receive.block != NULL)
@@ -326,9 +357,10 @@ static void send_locked(struct client *client, struct send_outcome *outcome)
                 outcome->error = WSAGetLastError(); /* the caller drops the reference */
             return;
         }
-        /* Done at once: the count is in InternalHigh, set "if the request is completed without errors". */
+        /* Done at once: the count is in InternalHigh, set "if the request is completed without
+         * errors". */
         sent = (DWORD)send->io.overlapped.InternalHigh;
-        if (!client->server->skip_on_success || rounds == INLINE_ROUNDS) {
+        if (!client->server->skip_on_success || rounds == INLINE_SENDS) {
             /* Its completion comes through the port, or is sent there: other clients wait. */
             if (client->server->skip_on_success &&
                 !PostQueuedCompletionStatus(client->server->port, sent, (ULONG_PTR)client,
@@ -477,37 +509,29 @@ static int handle_message(struct client *client, const struct frame *frame)
 }
 
 /*
- * Takes every whole message out of the inbox and handles it; the bytes of a message not
- * complete yet stay at the front for the next receive. Returns 0, or -1 once the client
- * has been ended (a bad header, or a failure).
+ * Handles every whole message at the front of `data`, and says in `taken` how many bytes
+ * they filled. Returns 0, or -1 once the client has been ended (a bad header, or a failure).
  */
-static int take_messages(struct client *client, const unsigned char *bytes, DWORD length)
+static int handle_messages(struct client *client, const unsigned char *data, size_t size,
+                           size_t *taken)
 {
-    struct server *server = client->server;
-    struct inbox *inbox = &client->inbox;
+    size_t max_message = client->server->max_message;
     size_t offset = 0;
     char reason[REASON_SIZE];
 
-    /* Never more than one whole message and one receive, unless memory runs out. */
-    if (inbox_append(inbox, bytes, length, RECEIVE_BLOCK_SIZE,
-                     FRAME_HEADER_SIZE + server->max_message + RECEIVE_BLOCK_SIZE) != 0) {
-        end_client(client, 1, "no memory for its inbox");
-        return -1;
-    }
     for (;;) {
         struct frame frame;
-        enum frame_status status =
-            frame_parse(inbox->bytes + offset, inbox->used - offset, server->max_message, &frame);
+        enum frame_status status = frame_parse(data + offset, size - offset, max_message, &frame);
 
         if (status == FRAME_INCOMPLETE)
             break;
         if (status != FRAME_READY) {
             if (status == FRAME_TOO_LONG)
                 snprintf(reason, sizeof reason, "a message longer than --max-message (%lu bytes)",
-                         (unsigned long)server->max_message);
+                         (unsigned long)max_message);
             else
                 snprintf(reason, sizeof reason, "a message of unknown type %u",
-                         (unsigned)inbox->bytes[offset + 4]);
+                         (unsigned)data[offset + 4]);
             end_client(client, 1, reason);
             return -1;
         }
@@ -515,7 +539,46 @@ static int take_messages(struct client *client, const unsigned char *bytes, DWOR
             return -1;
         offset += frame.size;
     }
-    inbox_consume(inbox, offset);
+    *taken = offset;
+    return 0;
+}
+
+/*
+ * Handles the whole messages in bytes that arrived. They are read where they lie, in the
+ * receive block; only the part of a message not yet whole is copied into the inbox, which
+ * is freed once it is empty again, so an idle client holds no inbox either. Returns 0, or
+ * -1 once the client has been ended.
+ */
+static int take_messages(struct client *client, const unsigned char *bytes, DWORD length)
+{
+    struct inbox *inbox = &client->inbox;
+    /* Never more than one whole message and one receive, unless memory runs out. */
+    size_t most = FRAME_HEADER_SIZE + client->server->max_message + RECEIVE_BLOCK_SIZE;
+    int appended = inbox->used > 0;
+    const unsigned char *data = bytes;
+    size_t size = length;
+    size_t taken;
+
+    /* Bytes left over from an earlier receive: this one's go after them. */
+    if (appended) {
+        if (inbox_append(inbox, bytes, length, length, most) != 0) {
+            end_client(client, 1, "no memory for its inbox");
+            return -1;
+        }
+        data = inbox->bytes;
+        size = inbox->used;
+    }
+    if (handle_messages(client, data, size, &taken) != 0)
+        return -1;
+    if (appended) {
+        inbox_consume(inbox, taken);
+    } else if (taken < size &&
+               inbox_append(inbox, data + taken, size - taken, size - taken, most) != 0) {
+        end_client(client, 1, "no memory for its inbox");
+        return -1;
+    }
+    if (inbox->used == 0)
+        inbox_free(inbox);
     /*
      * A message not yet whole is timed from its first byte, so a client that trickles one
      * in is closed however active it looks. One that finished a message here has made
@@ -523,24 +586,10 @@ static int take_messages(struct client *client, const unsigned char *bytes, DWOR
      */
     if (inbox->used == 0)
         InterlockedExchange64(&client->message_started, 0);
-    else if (offset > 0 || InterlockedCompareExchange64(&client->message_started, 0, 0) == 0)
+    else if (taken > 0 || InterlockedCompareExchange64(&client->message_started, 0, 0) == 0)
         InterlockedExchange64(&client->message_started, (LONG64)GetTickCount64());
     return 0;
 }
-/*
- * Asks TCP to probe the peer after `keepalive_ms` of silence, so that a peer gone without
- * a FIN or RST (a cable pulled, a machine off) makes the pending receive fail.
- */
-static void start_keepalive(SOCKET socket_handle, DWORD keepalive_ms)
-{
-    struct tcp_keepalive settings = {1, keepalive_ms, KEEPALIVE_INTERVAL_MS};
-    DWORD returned = 0;
-
-    if (WSAIoctl(socket_handle, SIO_KEEPALIVE_VALS, &settings, sizeof settings, NULL, 0, &returned,
-                 NULL, NULL) == SOCKET_ERROR)
-        report_wsa_error("WSAIoctl(SIO_KEEPALIVE_VALS)");
-}
-
 /*
  * Readies an accepted socket: no Nagle delay for small messages, non-blocking for the
  * reads that follow a probe, keep-alive if asked for, and, where the provider allows it,
@@ -675,7 +724,7 @@ static int take_received(struct client *client, const unsigned char *bytes, DWOR
 static int read_after_probe(struct client *client)
 {
     struct receive_context *receive = &client->receive;
-    struct receive_block *block = take_block(client->server);
+    union receive_block *block = take_block(client->server);
     WSABUF piece;
     DWORD got = 0;
     DWORD flags = 0;
@@ -783,10 +832,11 @@ static void post_receive(struct client *client)
          * system sets "if the request is completed without errors".
          */
         got = (DWORD)receive->io.overlapped.InternalHigh;
-        if (error == 0 && rounds == INLINE_ROUNDS &&
-            PostQueuedCompletionStatus(server->port, got, (ULONG_PTR)client, &receive->io.overlapped))
+        if (error == 0 && rounds == INLINE_RECEIVES &&
+            PostQueuedCompletionStatus(server->port, got, (ULONG_PTR)client,
+                                       &receive->io.overlapped))
             return; /* sent to the port as if it had not completed at once */
-        if (error == 0 && rounds == INLINE_ROUNDS)
+        if (error == 0 && rounds == INLINE_RECEIVES)
             error = (int)GetLastError();
         if (error != 0) {
             /* No completion will come for an I/O that was never posted: drop its reference. */
@@ -830,7 +880,7 @@ static void resume_receive(struct client *client)
 static void on_receive(struct client *client, DWORD error, DWORD bytes)
 {
     struct receive_context *receive = &client->receive;
-    struct receive_block *returned = NULL;
+    union receive_block *returned = NULL;
     int demoting;
 
     EnterCriticalSection(&client->lock);
@@ -879,25 +929,6 @@ static void on_send(struct client *client, DWORD error, DWORD bytes)
 }
 
 /*
- * The timer's callback, on a thread of the timer queue: posts a tick into the port, where
- * a worker handles it. Not if the last tick is still waiting there: when the workers are
- * that busy, one pass over the pool is enough.
- */
-static VOID CALLBACK post_tick(PVOID context, BOOLEAN timer_fired)
-{
-    struct server *server = context;
-
-    (void)timer_fired; /* always TRUE for a timer */
-    if (InterlockedCompareExchange(&server->tick_pending, 1, 0) != 0)
-        return;
-    if (!PostQueuedCompletionStatus(server->port, 0, (ULONG_PTR)&server->tick, &server->tick)) {
-        report_win_error("PostQueuedCompletionStatus");
-        InterlockedExchange(&server->tick_pending, 0);
-    }
-}
-
-/* Ends a client that has been idle, or in the middle of a message, for too long. */
-/*
  * Takes the block back from a client whose receive has waited a whole tick for data: its
  * receive is cancelled, and its completion (995) puts the block back on the free list and
  * posts a probe instead. A receive that completes first keeps the block.
@@ -908,7 +939,8 @@ static void release_idle_block(struct client *client, LONG64 now)
 
     EnterCriticalSection(&client->lock);
     if (client->socket != INVALID_SOCKET && receive->pending && receive->block != NULL &&
-        !receive->demoting && now - (LONG64)receive->posted_at >= client->server->tick_ms) {
+        !receive->demoting &&
+        now - (LONG64)receive->posted_at >= (LONG64)client->server->ticker.period_ms) {
         /* Only this receive: the OVERLAPPED names it. Not found: it has just completed. */
         if (CancelIoEx((HANDLE)client->socket, &receive->io.overlapped))
             receive->demoting = 1;
@@ -918,6 +950,7 @@ static void release_idle_block(struct client *client, LONG64 now)
     LeaveCriticalSection(&client->lock);
 }
 
+/* Ends a client that has been idle, or in the middle of a message, for too long. */
 static void check_client(struct client *client, LONG64 now)
 {
     LONG64 timeout = client->server->idle_timeout_ms;
@@ -944,7 +977,7 @@ static void on_tick(struct server *server)
     unsigned i;
 
     /* First: a tick that fires during the pass must be posted, not dropped. */
-    InterlockedExchange(&server->tick_pending, 0);
+    ticker_rearm(&server->ticker);
     for (i = 0; i < server->max_clients; i++) {
         struct client *client = &server->clients[i];
 
@@ -954,38 +987,6 @@ static void on_tick(struct server *server)
             release_client(client);
         }
     }
-}
-
-/* Starts the timer that posts the ticks; returns 0, or -1 after reporting the error. */
-static int start_ticks(struct server *server)
-{
-    LONG64 period = server->idle_timeout_ms / TICKS_PER_TIMEOUT;
-
-    if (period > LONGEST_TICK_MS)
-        period = LONGEST_TICK_MS;
-    if (period < SHORTEST_TICK_MS)
-        period = SHORTEST_TICK_MS;
-    server->tick_ms = period;
-    if (!CreateTimerQueueTimer(&server->timer, NULL, post_tick, server, (DWORD)period,
-                               (DWORD)period, WT_EXECUTEDEFAULT)) {
-        report_win_error("CreateTimerQueueTimer");
-        server->timer = NULL;
-        return -1;
-    }
-    printf("idle timeout %lld s, checked every %lld ms\n",
-           (long long)(server->idle_timeout_ms / 1000), (long long)period);
-    return 0;
-}
-
-/*
- * Stops the timer, and waits for a callback that is running (INVALID_HANDLE_VALUE), so
- * no tick is posted after this. A tick already in the port is still handled by a worker.
- */
-static void stop_ticks(struct server *server)
-{
-    if (server->timer != NULL && !DeleteTimerQueueTimer(NULL, server->timer, INVALID_HANDLE_VALUE))
-        report_win_error("DeleteTimerQueueTimer");
-    server->timer = NULL;
 }
 
 /*
@@ -1004,7 +1005,7 @@ static void handle_completion(struct server *server, const OVERLAPPED_ENTRY *ent
         acceptex_completed(&server->acceptex, overlapped, error);
         return;
     }
-    if (entry->lpCompletionKey == (ULONG_PTR)&server->tick) {
+    if (ticker_owns(&server->ticker, entry->lpCompletionKey)) {
         on_tick(server);
         return;
     }
@@ -1088,7 +1089,7 @@ static void destroy_pool(struct server *server)
     while (entry != NULL) {
         SLIST_ENTRY *next = entry->Next;
 
-        _aligned_free(entry); /* the entry is first in its block */
+        free_block((union receive_block *)entry); /* the entry is the start of its block */
         entry = next;
     }
     for (i = 0; i < server->max_clients; i++)
@@ -1128,6 +1129,7 @@ int main(int argc, char **argv)
     unsigned accepts;
     unsigned posted = 0;
     int accepts_drained = 0;
+    int ticks_stopped;
     LONG blocks;
 
     /* A pipe makes stdout fully buffered on Windows; a reader must see each line at once. */
@@ -1181,14 +1183,18 @@ int main(int argc, char **argv)
                (unsigned long)server.batch, server.skip_on_success ? "on" : "off");
     }
     /* Before the first accept, so the first client is timed like any other. */
-    started = started && start_ticks(&server) == 0;
+    started = started &&
+              ticker_start(&server.ticker, server.port, tick_period(server.idle_timeout_ms)) == 0;
+    if (started)
+        printf("idle timeout %lld s, checked every %lu ms\n",
+               (long long)(server.idle_timeout_ms / 1000), (unsigned long)server.ticker.period_ms);
     started = started && (posted = acceptex_post_idle(&server.acceptex)) > 0;
     if (started) {
         printf("%u accepts posted on the listener\n", posted);
         printf("stopping: %s\n", quit_wait());
     }
     /* First, so that no tick closes a client as idle while the shutdown closes them all. */
-    stop_ticks(&server);
+    ticks_stopped = ticker_stop(&server.ticker) == 0;
     /* Also after a failed start: it closes the listener, with no accept left in flight. */
     accepts_drained = acceptex_stop(&server.acceptex, DRAIN_TIMEOUT_MS) == 0;
     /* An accept still in flight may yet admit a client: then nothing may be freed. */
@@ -1196,7 +1202,7 @@ int main(int argc, char **argv)
         chat_stop(&server.chat);
         close_all_clients(&server);
     }
-    if (!accepts_drained ||
+    if (!ticks_stopped || !accepts_drained ||
         wait_for_drain(server.pool.empty, DRAIN_TIMEOUT_MS, "client I/O") != 0 ||
         stop_workers(server.port, server.workers, server.worker_count) != 0) {
         /*
