@@ -27,8 +27,8 @@ SLOTS = CONNECTIONS  # the most --max-clients allows
 BLOCK_SIZE = 16384          # RECEIVE_BLOCK_SIZE in the chapter's main.c
 SPARE_BLOCKS = 64           # SPARE_BLOCKS: blocks kept for the next busy clients
 QUIET_TICKS = 5             # ticks of quiet, at a second each, that let every block go back
-QUIET_SECONDS = 30          # the most the memory test waits for it, on a slow machine
-IDLE_TIMEOUT = "30"         # long enough that no client here is closed as idle
+QUIET_SECONDS = 20          # the most the memory test waits for it, on a slow machine
+IDLE_TIMEOUT = "300"        # no client here is closed as idle; the tick is still a second
 MOST_PER_IDLE_CONNECTION = 1024  # bytes: the target, a sixteenth of one block
 BLOCKS = re.compile(r"^receive blocks made: (?P<blocks>\d+), (?P<size>\d+) bytes each$")
 

@@ -65,6 +65,8 @@
  */
 #define INLINE_RECEIVES 1
 #define INLINE_SENDS    8
+/* Workers per processor when --workers is not given: see main. */
+#define WORKERS_PER_PROCESSOR 2
 /* Room for the reason a connection ended, such as "receive failed: 64 <message>". */
 #define REASON_SIZE 160
 /* How many queued chunks one WSASend can carry, as an array of WSABUF. */
@@ -1144,7 +1146,13 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
 
     server.max_clients = options.max_clients;
-    server.worker_count = options.workers ? options.workers : processor_count();
+    /*
+     * Twice as many workers as processors, and a port that lets only one per processor
+     * run: a worker that blocks (on a lock, or on the console) lets the port release
+     * another, so the processors stay busy. --workers N sets the count, not the limit.
+     */
+    server.worker_count =
+        options.workers ? options.workers : WORKERS_PER_PROCESSOR * processor_count();
     accepts = options.accepts ? options.accepts : DEFAULT_ACCEPTS_PER_WORKER * server.worker_count;
     server.max_queued = options.max_queued;
     server.max_message = options.max_message;
@@ -1158,7 +1166,7 @@ int main(int argc, char **argv)
     /* Before anything prints: a Ctrl+C from then on must reach our handler. */
     if (quit_watch_start() != 0 || start_winsock() != 0)
         return EXIT_FAILURE;
-    server.port = create_completion_port(server.worker_count);
+    server.port = create_completion_port(processor_count());
     if (server.port == NULL) {
         stop_winsock();
         return EXIT_FAILURE;
@@ -1179,8 +1187,10 @@ int main(int argc, char **argv)
     if (started) {
         printf("%u worker threads waiting on the port; each receive takes up to %d bytes\n",
                server.worker_count, RECEIVE_BLOCK_SIZE);
-        printf("each worker takes up to %lu completions per wait; skip on success: %s\n",
-               (unsigned long)server.batch, server.skip_on_success ? "on" : "off");
+        printf("each worker takes up to %lu completions per wait; %u may run at once; skip on "
+               "success: %s\n",
+               (unsigned long)server.batch, processor_count(),
+               server.skip_on_success ? "on" : "off");
     }
     /* Before the first accept, so the first client is timed like any other. */
     started = started &&
