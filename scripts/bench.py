@@ -20,8 +20,10 @@ runs; the chat load takes every one with "chat". The loads:
         deliveries a second they can check.
   idle  10,000 connections held by loadgen --idle, each echoed once: the growth of the
         server process's memory, and of its wineserver's, per connection (VmRSS), from
-        before the first connect (the slots of --max-clients already allocated) to the
-        hold. No native row: a Linux socket's memory is the kernel's, in no VmRSS.
+        before the first connect (the slots of --max-clients already allocated) to a
+        second before the end of the hold (--hold, 4 s), when every connection has been
+        quiet for seconds. No native row: a Linux socket's memory is the kernel's, in no
+        VmRSS.
 
 Every run starts its server fresh. The runs are interleaved (08, 09, ..., native, 08, ...)
 so a change in the machine's load hits them alike, and each ratio is the median of the
@@ -706,39 +708,6 @@ def children_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-def rss_kib(pid):
-    """The resident memory of process PID in KiB (VmRSS), or None when it is gone."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def wineserver_pid(prefix):
-    """The wineserver that serves PREFIX, or None: it holds every socket of the programs
-    of that prefix and does part of their I/O, so its CPU belongs to theirs."""
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/comm" % name, "rb") as f:
-                if not f.read().startswith(b"wineserver"):
-                    continue
-            with open("/proc/%s/environ" % name, "rb") as f:
-                environment = f.read().split(b"\0")
-        except OSError:
-            continue
-        for entry in environment:
-            if entry.startswith(b"WINEPREFIX="):
-                if os.path.realpath(os.fsdecode(entry[len(b"WINEPREFIX="):])) == prefix:
-                    return int(name)
-    return None
-
-
 def raise_file_limit():
     """Raises this process's open-file limit to its hard limit, so that the wineservers
     it starts inherit it; returns the limit."""
@@ -767,7 +736,7 @@ class Prefix:
                 what, self.path, done.returncode))
 
     def start(self):
-        self.ours = wineserver_pid(self.path) is None
+        self.ours = harness.wineserver_pid(self.path) is None
         self._wine_sh("start")
         return self
 
@@ -781,7 +750,7 @@ class Prefix:
 
     @property
     def wineserver(self):
-        return wineserver_pid(self.path)
+        return harness.wineserver_pid(self.path)
 
 
 # --- loadgen ---------------------------------------------------------------------------
@@ -991,13 +960,15 @@ def run_idle(target, connections, args, prefixes):
                                     str(connections)], connections)
     wine = prefixes["server"].wineserver
     try:
-        before = (rss_kib(server.process.pid), rss_kib(wine) if wine else None)
+        before = (harness.resident_kib(server.process.pid), harness.resident_kib(wine) if wine else None)
         load = ["--idle", "--connections", str(connections), "--size", "1", "--seconds",
                 "%d" % args.hold] + (["--framed"] if target.has("messages") else [])
         loadgen = Loadgen(prefixes["load"], load, server.port)
         loadgen.held.wait(LOADGEN_SLACK + connections / 100)
-        time.sleep(0.5)  # the last connected lines, printed after their echo
-        during = (rss_kib(server.process.pid), rss_kib(wine) if wine else None)
+        # Read near the end of the hold, once the connections have been idle for seconds:
+        # a chapter that lends a busy connection a buffer takes it back only once it is quiet.
+        time.sleep(max(0.5, args.hold - 1))
+        during = (harness.resident_kib(server.process.pid), harness.resident_kib(wine) if wine else None)
         report = loadgen.finish(args.hold + LOADGEN_SLACK + connections / 100)
         failed = loadgen_problems(report, connections)
         if report["held"] != connections:
@@ -1276,7 +1247,7 @@ def parse_args(argv):
                                          "(default 10000)"),
             ("--idle-repeat", 1, "repetitions of the idle load (default 1: memory is not "
                                  "noisy)"),
-            ("--hold", 2, "seconds the idle connections are held (default 2)"),
+            ("--hold", 4, "seconds the idle connections are held; the memory is read a second before the end (default 4)"),
             ("--client-processes", os.cpu_count() or 2, "processes that drive the chat "
                                                         "members (default: one per core)")]:
         parser.add_argument(name, type=_positive, default=default, help=text)
@@ -1415,7 +1386,7 @@ def main(argv):
         print("bench.py: %s" % e, file=sys.stderr)
         return 2
     limit = raise_file_limit()
-    server_prefix = os.environ.get("WINEPREFIX") or os.path.join(ROOT, "build", "wineprefix")
+    server_prefix = harness.wine_prefix()
     prefixes = {"server": Prefix(server_prefix),
                 "load": Prefix(os.environ.get("LOAD_WINEPREFIX") or
                                os.path.realpath(server_prefix) + "-load")}

@@ -406,12 +406,12 @@ class Server:
         """The resident memory, in KiB, of the program's own process and of the wineserver
         that holds its sockets: {"process": N, "wineserver": M}. Linux only."""
         program = _program_pid(self.process.pid, self.name)
-        prefix = _environment(program).get("WINEPREFIX")
-        servers = [pid for pid in _pids() if _command_line(pid).startswith("/usr/lib/wine/wineserver")
-                   and _environment(pid).get("WINEPREFIX") == prefix]
-        assert program is not None and len(servers) == 1, \
-            "cannot find the process of %s and its one wineserver" % self.name
-        return {"process": resident_kib(program), "wineserver": resident_kib(servers[0])}
+        server = wineserver_pid(wine_prefix())
+        sizes = {"process": resident_kib(program) if program else None,
+                 "wineserver": resident_kib(server) if server else None}
+        assert None not in sizes.values(), "cannot read the memory of %s and its wineserver: %r" % (
+            self.name, sizes)
+        return sizes
 
     def running(self):
         return self.process.poll() is None
@@ -447,44 +447,63 @@ _seed = {"value": None, "sources": 0}  # the current test's seed; sources handed
 
 
 
-def _pids():
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _read_proc(pid, name):
-    try:
-        with open("/proc/%d/%s" % (pid, name), "rb") as f:
-            return f.read()
-    except OSError:  # it has just ended, or is not ours to read
-        return b""
-
-
-def _command_line(pid):
-    return _read_proc(pid, "cmdline").replace(b"\0", b" ").decode("utf-8", "replace")
-
-
-def _environment(pid):
-    pairs = (item.split(b"=", 1) for item in _read_proc(pid, "environ").split(b"\0") if b"=" in item)
-    return {key.decode("utf-8", "replace"): value.decode("utf-8", "replace") for key, value in pairs}
-
-
-def _program_pid(launcher, name):
-    """The process that runs program `name` started by `launcher` (sh scripts/wine.sh run,
-    whose Wine process is its child), or None."""
-    for pid in [launcher] + _pids():
-        stat = _read_proc(pid, "stat").decode("utf-8", "replace")
-        parent = int(stat.rsplit(")", 1)[1].split()[1]) if ")" in stat else None
-        if (pid == launcher or parent == launcher) and name in _command_line(pid).split(" ")[0]:
-            return pid
-    return None
+def wine_prefix():
+    """The Wine prefix the programs run in: $WINEPREFIX, or scripts/wine.sh's default."""
+    return os.environ.get("WINEPREFIX") or os.path.join(ROOT, "build", "wineprefix")
 
 
 def resident_kib(pid):
-    """A Linux process's resident memory (VmRSS), in KiB."""
-    for line in _read_proc(pid, "status").decode().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS for process %d" % pid)
+    """The resident memory of Linux process PID in KiB (VmRSS), or None when it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def wineserver_pid(prefix):
+    """The wineserver that serves Wine prefix PREFIX, or None: it holds every socket of the
+    programs of that prefix and does part of their I/O, so its CPU and memory belong to
+    theirs."""
+    prefix = os.path.realpath(prefix)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % name, "rb") as f:
+                if not f.read().startswith(b"wineserver"):
+                    continue
+            with open("/proc/%s/environ" % name, "rb") as f:
+                environment = f.read().split(b"\0")
+        except OSError:
+            continue
+        for entry in environment:
+            if entry.startswith(b"WINEPREFIX="):
+                if os.path.realpath(os.fsdecode(entry[len(b"WINEPREFIX="):])) == prefix:
+                    return int(name)
+    return None
+
+
+def _program_pid(launcher, name):
+    """The Linux process that runs Windows program NAME started by LAUNCHER (sh
+    scripts/wine.sh run, whose Wine process is its child, or the program itself), or None."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                program = os.fsdecode(f.read().split(b"\0")[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if launcher in (pid, parent) and os.path.basename(program.replace("\\", "/")) == name:
+            return pid
+    return None
 
 
 def random_source():
