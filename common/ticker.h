@@ -15,9 +15,9 @@
  * worker that handles the tick, so it changes only through Interlocked calls.
  */
 struct ticker {
-    HANDLE port;
-    HANDLE timer; /**< NULL when stopped */
-    DWORD period_ms;
+    HANDLE port;           /**< where the ticks go */
+    HANDLE timer;          /**< NULL when stopped */
+    DWORD period_ms;       /**< between ticks */
     OVERLAPPED packet;     /**< what every tick carries */
     volatile LONG pending; /**< a tick is in the port, not handled yet */
 };
