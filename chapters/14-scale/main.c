@@ -75,7 +75,7 @@
 #define DRAIN_TIMEOUT_MS 10000
 
 /* What an I/O context is doing, so a worker knows what a completion means. */
-enum io_operation { OPERATION_RECEIVE, OPERATION_SEND, OPERATION_RESUME };
+enum io_operation { OPERATION_RECEIVE, OPERATION_SEND, OPERATION_FLUSH, OPERATION_RESUME };
 
 /* What every per-I/O context starts with: the worker reads `operation` to know which. */
 struct io_context {
@@ -382,6 +382,25 @@ static void send_locked(struct client *client, struct send_outcome *outcome)
 static void resume_receive(struct client *client);
 static void post_receive(struct client *client);
 
+/*
+ * Starts a send later, on a worker, with a packet that carries the send's context: with
+ * skip-on-success a send completes at once, so none would be in flight to gather behind,
+ * and a broadcast to a hundred members would make a hundred sends of one message each,
+ * over and over. Call with the lock held and `sending` just set; no send is in flight,
+ * so the context is free.
+ */
+static void post_flush_locked(struct client *client, struct send_outcome *outcome)
+{
+    struct send_context *send = &client->send;
+
+    memset(&send->io.overlapped, 0, sizeof send->io.overlapped);
+    send->io.operation = OPERATION_FLUSH;
+    hold_client(client); /* the packet's reference, as if it were an I/O */
+    if (!PostQueuedCompletionStatus(client->server->port, 0, (ULONG_PTR)client,
+                                    &send->io.overlapped))
+        outcome->error = (int)GetLastError(); /* the caller drops the reference */
+}
+
 /* Does what a send outcome says, with the lock left. */
 static void follow_send(struct client *client, const struct send_outcome *outcome)
 {
@@ -399,13 +418,15 @@ static void follow_send(struct client *client, const struct send_outcome *outcom
 /*
  * Queues one whole message in a single chunk, so that no other thread's message can come
  * between its pieces: the header, then a copy of the payload, which is `lead` (at most
- * CHAT_LEAD_MAX bytes, such as a name) followed by `text`. Any thread may call it, and it
- * starts a send if none is in flight. Returns 0; 1 if the message would take a queue
- * that is not empty past `cap` (nothing is queued); or -1 if the client has ended
- * (nothing is queued) or after a failure that ends it.
+ * CHAT_LEAD_MAX bytes, such as a name) followed by `text`. Any thread may call it. If no
+ * send is in flight it starts one: here, when `now` (an echo, for the client this worker
+ * serves), or else through a flush packet, so that the messages a broadcast queues
+ * meanwhile go out together in one gathered send. Returns 0; 1 if the message would take
+ * a queue that is not empty past `cap` (nothing is queued); or -1 if the client has
+ * ended (nothing is queued) or after a failure that ends it.
  */
 static int queue_message(struct client *client, unsigned type, const char *lead, DWORD lead_length,
-                         const void *text, DWORD length, size_t cap)
+                         const void *text, DWORD length, size_t cap, int now)
 {
     unsigned char prefix[FRAME_HEADER_SIZE + CHAT_LEAD_MAX];
     struct send_outcome outcome = {0, 0, 0};
@@ -432,7 +453,10 @@ static int queue_message(struct client *client, unsigned type, const char *lead,
     send_queue_push(&client->queue, chunk);
     if (!client->sending) {
         client->sending = 1;
-        send_locked(client, &outcome);
+        if (now)
+            send_locked(client, &outcome);
+        else
+            post_flush_locked(client, &outcome);
     }
     LeaveCriticalSection(&client->lock);
     follow_send(client, &outcome);
@@ -469,7 +493,7 @@ static int queue_to_member(struct room_member *member, unsigned type, const char
                            size_t lead_length, const void *text, size_t length, size_t cap)
 {
     return queue_message(client_of(member), type, lead, (DWORD)lead_length, text, (DWORD)length,
-                         cap);
+                         cap, 0);
 }
 
 static void end_member(struct room_member *member, const char *reason)
@@ -496,7 +520,7 @@ static int handle_message(struct client *client, const struct frame *frame)
     switch (frame->type) {
     case FRAME_ECHO: /* the payload goes back to its sender alone, as a message of its own */
         return queue_message(client, FRAME_ECHO, NULL, 0, frame->payload, (DWORD)frame->length,
-                             SIZE_MAX);
+                             SIZE_MAX, 1);
     case FRAME_JOIN:
     case FRAME_SAY:
     case FRAME_LEAVE: /* it may end this client too, when it is too slow for its own line */
@@ -930,6 +954,17 @@ static void on_send(struct client *client, DWORD error, DWORD bytes)
     follow_send(client, &outcome);
 }
 
+/* Handles a flush packet: sends all that is queued, in as few gathered sends as it takes. */
+static void on_flush(struct client *client)
+{
+    struct send_outcome outcome = {0, 0, 0};
+
+    EnterCriticalSection(&client->lock);
+    send_locked(client, &outcome);
+    LeaveCriticalSection(&client->lock);
+    follow_send(client, &outcome);
+}
+
 /*
  * Takes the block back from a client whose receive has waited a whole tick for data: its
  * receive is cancelled, and its completion (995) puts the block back on the free list and
@@ -1017,6 +1052,8 @@ static void handle_completion(struct server *server, const OVERLAPPED_ENTRY *ent
         on_receive(client, error, entry->dwNumberOfBytesTransferred);
     else if (io->operation == OPERATION_RESUME)
         post_receive(client);
+    else if (io->operation == OPERATION_FLUSH)
+        on_flush(client);
     else
         on_send(client, error, entry->dwNumberOfBytesTransferred);
     /* This completion's reference: the handler above has posted the next I/O, if any. */
