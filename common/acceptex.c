@@ -40,6 +40,9 @@ static int post_accept_locked(struct acceptex *acceptex, struct accept_context *
         return -1;
     }
     memset(&accept->overlapped, 0, sizeof accept->overlapped);
+    /* A thread pool must be told of every overlapped call before it is made. */
+    if (acceptex->io != NULL)
+        StartThreadpoolIo(acceptex->io);
     /* No receive data (0): the accept completes when the client connects, not later. */
     if (acceptex->accept_ex(acceptex->listener, accept->socket, accept->addresses, 0,
                             ACCEPTEX_ADDRESS_SIZE, ACCEPTEX_ADDRESS_SIZE, &received,
@@ -49,6 +52,9 @@ static int post_accept_locked(struct acceptex *acceptex, struct accept_context *
         acceptex->pending++;
         return 0;
     }
+    /* Failed at once: no callback will come, and the pool must be told so. */
+    if (acceptex->io != NULL)
+        CancelThreadpoolIo(acceptex->io);
     report_error("AcceptEx", (unsigned long)error);
     close_socket(accept->socket);
     accept->socket = INVALID_SOCKET;
@@ -123,8 +129,9 @@ void acceptex_completed(struct acceptex *acceptex, OVERLAPPED *overlapped, DWORD
     accept_handled(acceptex);
 }
 
-int acceptex_prepare(struct acceptex *acceptex, SOCKET listener, int family, HANDLE port,
-                     unsigned count, admit_function admit, void *context)
+/* What both ways of preparing share: the contexts, all idle, and the extension functions. */
+static int prepare_accepts(struct acceptex *acceptex, SOCKET listener, int family, unsigned count,
+                           admit_function admit, void *context)
 {
     GUID accept_ex_id = WSAID_ACCEPTEX;
     GUID addresses_id = WSAID_GETACCEPTEXSOCKADDRS;
@@ -155,8 +162,40 @@ int acceptex_prepare(struct acceptex *acceptex, SOCKET listener, int family, HAN
         load_extension(listener, addresses_id, &acceptex->get_addresses,
                        sizeof acceptex->get_addresses, "WSAIoctl(GetAcceptExSockaddrs)") != 0)
         return -1;
+    return 0;
+}
+
+int acceptex_prepare(struct acceptex *acceptex, SOCKET listener, int family, HANDLE port,
+                     unsigned count, admit_function admit, void *context)
+{
+    if (prepare_accepts(acceptex, listener, family, count, admit, context) != 0)
+        return -1;
     if (CreateIoCompletionPort((HANDLE)listener, port, (ULONG_PTR)acceptex, 0) == NULL) {
         report_win_error("CreateIoCompletionPort");
+        return -1;
+    }
+    return 0;
+}
+
+/* The listener's I/O callback, on a pool thread: the result is a Win32 error code already. */
+static VOID CALLBACK accept_callback(PTP_CALLBACK_INSTANCE instance, PVOID context,
+                                     PVOID overlapped, ULONG result, ULONG_PTR bytes, PTP_IO io)
+{
+    (void)instance;
+    (void)bytes; /* 0: no data is received with the accept */
+    (void)io;
+    acceptex_completed(context, overlapped, result);
+}
+
+int acceptex_prepare_pool(struct acceptex *acceptex, SOCKET listener, int family,
+                          PTP_CALLBACK_ENVIRON environment, unsigned count, admit_function admit,
+                          void *context)
+{
+    if (prepare_accepts(acceptex, listener, family, count, admit, context) != 0)
+        return -1;
+    acceptex->io = CreateThreadpoolIo((HANDLE)listener, accept_callback, acceptex, environment);
+    if (acceptex->io == NULL) {
+        report_win_error("CreateThreadpoolIo");
         return -1;
     }
     return 0;
@@ -176,7 +215,14 @@ int acceptex_stop(struct acceptex *acceptex, DWORD timeout_ms)
         report_win_error("CancelIoEx");
     if (pending > 0 && wait_for_drain(acceptex->drained, timeout_ms, "an accept") != 0)
         return -1;
+    /* The last callback sets the event before it returns: wait for it to be out. */
+    if (acceptex->io != NULL)
+        WaitForThreadpoolIoCallbacks(acceptex->io, FALSE);
     close_socket(acceptex->listener);
+    /* After the handle is closed, as CloseThreadpoolIo's page asks. */
+    if (acceptex->io != NULL)
+        CloseThreadpoolIo(acceptex->io);
+    acceptex->io = NULL;
     return 0;
 }
 

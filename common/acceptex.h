@@ -2,7 +2,8 @@
  * @file acceptex.h
  * @brief Accepting with AcceptEx as chapter 09 teaches, for the chapters after it: a set
  *        of accepts kept outstanding on a listener associated with the completion port,
- *        completed on the workers, and cancelled and drained at quit.
+ *        completed on the workers, and cancelled and drained at quit. Chapter 15 binds the
+ *        listener to a thread pool I/O object instead (acceptex_prepare_pool).
  */
 #ifndef IOCP_TUTORIAL_ACCEPTEX_H
 #define IOCP_TUTORIAL_ACCEPTEX_H
@@ -16,7 +17,8 @@
 
 /**
  * @brief Takes one accepted connection from peer @p peer ("address:port"); it owns
- *        @p socket_handle from then on. Runs on a worker, and on several at once.
+ *        @p socket_handle from then on. Runs on a worker (or a thread pool thread), and on
+ *        several at once.
  */
 typedef void (*admit_function)(void *context, SOCKET socket_handle, const char *peer);
 
@@ -42,6 +44,7 @@ struct acceptex {
     unsigned pending;                        /**< AcceptEx calls whose completion is not handled */
     unsigned idle;                           /**< contexts with no AcceptEx in flight */
     HANDLE drained;                          /**< manual-reset event: stopping and none pending */
+    PTP_IO io; /**< the listener's thread pool I/O object, or NULL when it is on a port */
 };
 
 /**
@@ -51,6 +54,16 @@ struct acceptex {
  */
 int acceptex_prepare(struct acceptex *acceptex, SOCKET listener, int family, HANDLE port,
                      unsigned count, admit_function admit, void *context);
+
+/**
+ * @brief Prepares @p count accepts on @p listener as acceptex_prepare does, but binds the
+ *        listener to a new thread pool I/O object in @p environment, whose callback
+ *        handles each accept's completion (acceptex_completed) on a pool thread; returns
+ *        0, or -1 after reporting the failure. Call before any accept is posted.
+ */
+int acceptex_prepare_pool(struct acceptex *acceptex, SOCKET listener, int family,
+                          PTP_CALLBACK_ENVIRON environment, unsigned count, admit_function admit,
+                          void *context);
 
 /** @brief Posts every idle accept unless stopping; returns how many are in flight. */
 unsigned acceptex_post_idle(struct acceptex *acceptex);
@@ -65,7 +78,8 @@ void acceptex_completed(struct acceptex *acceptex, OVERLAPPED *overlapped, DWORD
 /**
  * @brief Posts no more accepts, cancels those outstanding, waits up to @p timeout_ms for
  *        their completions to be handled and closes the listener; returns 0, or -1 if an
- *        accept is still in flight.
+ *        accept is still in flight. With a thread pool I/O object, it also waits for the
+ *        object's callbacks to return and closes the object.
  */
 int acceptex_stop(struct acceptex *acceptex, DWORD timeout_ms);
 

@@ -48,11 +48,13 @@ Features:
                is reset, "a message not finished within S s" (a chat member's NOTICE
                says "NAME left: idle for S s"); prints "idle timeout S s, checked every
                P ms"; --keepalive S sets TCP keep-alive on each accepted socket
-  scale        built to hold many connections cheaply: up to --batch N completions per
-               wait, no completion packet for an I/O that succeeds at once, a zero-byte
-               receive so an idle client holds no receive buffer, TCP_NODELAY; the lines
-               per connection and disconnection only with --verbose (harness.Server
-               passes it unless a test asks for the quiet server)
+  batch        a worker takes up to --batch N completions per wait
+               (GetQueuedCompletionStatusEx)
+  scale        built to hold many connections cheaply: no completion packet for an I/O
+               that succeeds at once, a zero-byte receive so an idle client holds no
+               receive buffer, TCP_NODELAY; the lines per connection and disconnection
+               only with --verbose (harness.Server passes it unless a test asks for the
+               quiet server)
 
 OPTIONS lists the command-line options each chapter accepts; every chapter accepts
 --help, and every other option must be refused with usage and exit code 2.
@@ -89,7 +91,11 @@ FEATURES = {
     13: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages",
                     "chat", "timeouts"},
     14: _WORKERS | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages",
-                    "chat", "timeouts", "scale"},
+                    "chat", "timeouts", "batch", "scale"},
+    # 14's server on the system thread pool: no port or workers of its own, so neither
+    # "iocp" nor "workers" (their lines name the port), nor "batch" (the pool dequeues).
+    15: _ACCEPT | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages", "chat",
+                   "timeouts", "scale"},
 }
 
 _PORT_BIND = {"--port", "--bind"}
@@ -111,6 +117,9 @@ OPTIONS = {
                       "--idle-timeout", "--keepalive"},
     14: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message",
                       "--idle-timeout", "--keepalive", "--batch", "--verbose"},
+    # --workers fixes the pool's size; --batch has no meaning without a loop of our own.
+    15: _PORT_BIND | {"--max-clients", "--workers", "--accepts", "--max-queued", "--max-message",
+                      "--idle-timeout", "--keepalive", "--verbose"},
 }
 
 ALL_OPTIONS = ("--port", "--bind", "--max-clients", "--workers", "--accepts", "--max-queued",
