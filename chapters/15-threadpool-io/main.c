@@ -161,7 +161,7 @@ struct server {
     struct slot_pool pool;
     /* Clients admitted so far, for client ids: Interlocked, since any pool thread admits. */
     volatile LONG connections;
-    struct acceptex acceptex;        /* the accepts on the listener, whose completion key it is */
+    struct acceptex acceptex;        /* the accepts on the listener, its callback's context */
     size_t max_queued;               /* cap on a client's queued bytes, from --max-queued */
     size_t max_message;              /* the longest payload a client may send, from --max-message */
     PTP_POOL threads;                /* the server's own thread pool */
