@@ -1103,7 +1103,7 @@ static int start_thread_pool(struct server *server)
         return -1;
     }
     if (server->thread_count != 0) {
-        /* The maximum first: a minimum above the maximum would fail. */
+        /* The maximum first, so that the minimum is never set above it. */
         SetThreadpoolThreadMaximum(server->threads, server->thread_count);
         if (!SetThreadpoolThreadMinimum(server->threads, server->thread_count)) {
             report_win_error("SetThreadpoolThreadMinimum");
