@@ -55,6 +55,10 @@ Features:
                receive buffer, TCP_NODELAY; the lines per connection and disconnection
                only with --verbose (harness.Server passes it unless a test asks for the
                quiet server)
+  threadpool   runs on a thread pool of its own, with no completion port or worker
+               threads of its own: prints "thread pool of N threads; each receive takes
+               up to B bytes" with --workers N (the pool's size, fixed), else "thread
+               pool sized by the system; each receive takes up to B bytes"
 
 OPTIONS lists the command-line options each chapter accepts; every chapter accepts
 --help, and every other option must be refused with usage and exit code 2.
@@ -95,7 +99,7 @@ FEATURES = {
     # 14's server on the system thread pool: no port or workers of its own, so neither
     # "iocp" nor "workers" (their lines name the port), nor "batch" (the pool dequeues).
     15: _ACCEPT | {"echo", "disconnect", "teardown", "acceptex", "sendqueue", "messages", "chat",
-                   "timeouts", "scale"},
+                   "timeouts", "scale", "threadpool"},
 }
 
 _PORT_BIND = {"--port", "--bind"}
