@@ -95,7 +95,7 @@ struct receive_context {
     struct io_context io; /* first */
     WSABUF piece;         /* the block, or a length of 0 for a probe */
     struct receive_block *block;
-    int pending;         /* posted, and its packet not handled yet */
+    int pending;         /* posted, and its callback not run yet */
     ULONGLONG posted_at; /* GetTickCount64 when it was posted */
     int demoting;        /* a tick cancelled it, to take its block back */
 };
