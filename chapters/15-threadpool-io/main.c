@@ -9,22 +9,20 @@
  * too (CancelThreadpoolIo). Every other call ends in the object's callback, on one of the
  * pool's threads: the callback is what chapter 14's worker loop was. The idle ticks come
  * from a thread pool timer, and the two things a worker used to post to its own port (a
- * paused receive let go, and a completion handed on after a few inline rounds) are
- * thread pool work objects. --workers, if given, fixes the pool's size.
+ * paused receive let go, and a completion handed on after its inline rounds) are thread
+ * pool work objects. --workers, if given, fixes the pool's size.
  *
- * The per-socket context is `struct client`: one per slot, holding the socket, its
- * thread pool I/O object, the send queue, the inbox and the room membership; the pool
- * passes it to every callback as the callback's context, where chapter 14 had the
- * completion key. The per-I/O contexts are `struct receive_context` and
- * `struct send_context`, one of each per client, each starting with its OVERLAPPED: the
- * callback gets that OVERLAPPED back, and the `operation` next to it says which I/O it was.
+ * Per socket, the client is now the context of the socket's callbacks, where chapter 14
+ * had the completion key; per I/O, each context still starts with its OVERLAPPED, which
+ * the callback gets back. The block is neither: it belongs to the receive only while the
+ * client holds it, and the free list's SLIST links it while no client does.
  *
  * Everything else is chapter 14's: the accepts, the adaptive receive and its blocks, the
- * framing, the send queue and its back-pressure, the chat room, the idle timeouts, and
- * a shutdown that waits for every callback before anything is freed.
+ * messages read where they lie, the framing, the send queue and its back-pressure, the
+ * chat room, the idle timeouts, and a shutdown that now waits for every callback before
+ * anything is freed.
  */
 #include <winsock2.h>
-#include <mstcpip.h>
 #include <windows.h>
 
 #include <stdint.h>
@@ -38,6 +36,7 @@
 #include "errors.h"
 #include "frame.h"
 #include "inbox.h"
+#include "keepalive.h"
 #include "listener.h"
 #include "options.h"
 #include "port.h" /* only for processor_count: this chapter makes no port */
@@ -45,27 +44,33 @@
 #include "sendqueue.h"
 #include "slotpool.h"
 #include "teardown.h"
+#include "ticker.h" /* only for tick_period: the ticks come from a thread pool timer */
 #include "winsock.h"
 
 /* Exit code for a bad command line, the same as parse_options uses. */
 #define EXIT_USAGE 2
 /* Bytes one receive takes, into a block that an active client holds and an idle one does not. */
 #define RECEIVE_BLOCK_SIZE 16384
-/* Completions an I/O that finished at once may chain where it started, before yielding. */
-#define INLINE_ROUNDS 8
+/*
+ * Blocks kept on the free list for the next clients that get busy; one given back beyond
+ * that is freed, so a burst of activity does not leave its blocks behind for good.
+ */
+#define SPARE_BLOCKS 64
+/*
+ * How many receives, and sends, that complete at once a pool thread handles where it
+ * started them before the next goes to a work object, so other clients get their turn. A
+ * receive handled inline is a client served ahead of the queue: one round keeps the
+ * latency of the others as low as chapter 08's (measured in the notes). A send handled
+ * inline only drains the client's own queue, so it may go on longer.
+ */
+#define INLINE_RECEIVES 1
+#define INLINE_SENDS    8
 /* Room for the reason a connection ended, such as "receive failed: 64 <message>". */
 #define REASON_SIZE 160
 /* How many queued chunks one WSASend can carry, as an array of WSABUF. */
 #define SEND_GATHER 16
 /* How long shutdown waits for the I/O of closed clients, or of cancelled accepts, to end. */
 #define DRAIN_TIMEOUT_MS 10000
-/* Ticks per timeout: a client is closed at most a quarter of the timeout late. */
-#define TICKS_PER_TIMEOUT 4
-/* ...but no more than one tick a second, nor more than ten a second. */
-#define LONGEST_TICK_MS  1000
-#define SHORTEST_TICK_MS 100
-/* Between keep-alive probes once they start; Windows sends 10 before it gives up. */
-#define KEEPALIVE_INTERVAL_MS 1000
 
 /*
  * What an I/O context is doing, so a callback knows what it was called for: a receive or
@@ -80,9 +85,13 @@ struct io_context {
     DWORD handed_on; /* bytes of an I/O done at once and handed to the work object */
 };
 
-/* A receive buffer, on the server's free list while no client holds it. */
-struct receive_block {
-    SLIST_ENTRY entry; /* first: the free list links the blocks through it */
+/*
+ * A receive buffer: exactly four pages, from VirtualAlloc, so that one given back beyond
+ * the spares really returns its memory to the system (a heap may keep freed blocks for
+ * itself). While no client holds it, its first bytes link it into the free list.
+ */
+union receive_block {
+    SLIST_ENTRY entry; /* on the free list; page-aligned, as an SLIST entry must be aligned */
     unsigned char bytes[RECEIVE_BLOCK_SIZE];
 };
 
@@ -94,7 +103,7 @@ struct receive_block {
 struct receive_context {
     struct io_context io; /* first */
     WSABUF piece;         /* the block, or a length of 0 for a probe */
-    struct receive_block *block;
+    union receive_block *block;
     int pending;         /* posted, and its callback not run yet */
     ULONGLONG posted_at; /* GetTickCount64 when it was posted */
     int demoting;        /* a tick cancelled it, to take its block back */
@@ -131,7 +140,7 @@ struct client {
      * last reference is dropped inside a callback, which is still running then).
      */
     PTP_IO io;
-    /* Where an I/O done at once goes after INLINE_ROUNDS, so that other clients get a turn. */
+    /* Where an I/O done at once goes after its inline rounds, so other clients get a turn. */
     PTP_WORK receive_work; /* also lets a paused receive go */
     PTP_WORK send_work;
     CRITICAL_SECTION lock;
@@ -175,41 +184,58 @@ struct server {
     LONG64 idle_timeout_ms; /* from --idle-timeout */
     DWORD keepalive_ms;     /* from --keepalive; 0 for none */
     PTP_TIMER timer;        /* the thread pool timer whose callback is the tick */
-    LONG64 tick_ms;         /* its period, set before the first tick */
+    DWORD tick_ms;          /* its period, set before the first tick */
     volatile LONG ticking;  /* a tick's pass is running: Interlocked, as ticks may overlap */
 
     /* The receive blocks no client holds; lock-free, as every callback takes and gives them. */
     SLIST_HEADER free_blocks;
+    volatile LONG free_block_count; /* about how many are on it, for SPARE_BLOCKS: Interlocked */
     volatile LONG blocks_allocated; /* blocks made so far: Interlocked */
 
     int skip_on_success; /* sockets queue no packet for an I/O that completes at once */
     int verbose;         /* a line per connection and disconnection, from --verbose */
 };
 
+/* Gives a block's pages back to the system. */
+static void free_block(union receive_block *block)
+{
+    if (!VirtualFree(block, 0, MEM_RELEASE))
+        report_win_error("VirtualFree");
+}
+
 /*
  * Takes a receive block: from the free list, else a new one. Returns NULL, after
  * reporting the error, when memory has run out.
  */
-static struct receive_block *take_block(struct server *server)
+static union receive_block *take_block(struct server *server)
 {
-    struct receive_block *block =
-        (struct receive_block *)InterlockedPopEntrySList(&server->free_blocks);
+    union receive_block *block =
+        (union receive_block *)InterlockedPopEntrySList(&server->free_blocks);
 
-    if (block != NULL)
+    if (block != NULL) {
+        InterlockedDecrement(&server->free_block_count);
         return block;
-    /* An SLIST entry must be aligned to MEMORY_ALLOCATION_ALIGNMENT, which malloc is not bound to.
-     */
-    block = _aligned_malloc(sizeof *block, MEMORY_ALLOCATION_ALIGNMENT);
+    }
+    block = VirtualAlloc(NULL, sizeof *block, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
     if (block == NULL)
-        report_errno("_aligned_malloc");
+        report_win_error("VirtualAlloc");
     else
         InterlockedIncrement(&server->blocks_allocated);
     return block;
 }
 
-/* Puts a block back on the free list, for the next client that has data. */
-static void give_block(struct server *server, struct receive_block *block)
+/*
+ * Puts a block back on the free list, for the next client that has data, or frees it when
+ * the list holds SPARE_BLOCKS already. The count is raised before the push and lowered
+ * after a pop, so it is never below what the list holds.
+ */
+static void give_block(struct server *server, union receive_block *block)
 {
+    if (InterlockedIncrement(&server->free_block_count) > SPARE_BLOCKS) {
+        InterlockedDecrement(&server->free_block_count);
+        free_block(block);
+        return;
+    }
     InterlockedPushEntrySList(&server->free_blocks, &block->entry);
 }
 
@@ -355,11 +381,12 @@ static void send_locked(struct client *client, struct send_outcome *outcome)
         }
         if (!client->server->skip_on_success)
             return; /* done at once, but its callback comes all the same */
-        /* Done at once and no callback will come: the pool must hear that from us. */
+        /* No callback will come: the pool must hear that from us. */
         CancelThreadpoolIo(client->io);
-        /* The count is in InternalHigh, set "if the request is completed without errors". */
+        /* Done at once: the count is in InternalHigh, set "if the request is completed without
+         * errors". */
         sent = (DWORD)send->io.overlapped.InternalHigh;
-        if (rounds == INLINE_ROUNDS) {
+        if (rounds == INLINE_SENDS) {
             /* Handed on, with its reference: other clients get a turn on this thread. */
             send->io.handed_on = sent;
             SubmitThreadpoolWork(client->send_work);
@@ -505,37 +532,29 @@ static int handle_message(struct client *client, const struct frame *frame)
 }
 
 /*
- * Takes every whole message out of the inbox and handles it; the bytes of a message not
- * complete yet stay at the front for the next receive. Returns 0, or -1 once the client
- * has been ended (a bad header, or a failure).
+ * Handles every whole message at the front of `data`, and says in `taken` how many bytes
+ * they filled. Returns 0, or -1 once the client has been ended (a bad header, or a failure).
  */
-static int take_messages(struct client *client, const unsigned char *bytes, DWORD length)
+static int handle_messages(struct client *client, const unsigned char *data, size_t size,
+                           size_t *taken)
 {
-    struct server *server = client->server;
-    struct inbox *inbox = &client->inbox;
+    size_t max_message = client->server->max_message;
     size_t offset = 0;
     char reason[REASON_SIZE];
 
-    /* Never more than one whole message and one receive, unless memory runs out. */
-    if (inbox_append(inbox, bytes, length, RECEIVE_BLOCK_SIZE,
-                     FRAME_HEADER_SIZE + server->max_message + RECEIVE_BLOCK_SIZE) != 0) {
-        end_client(client, 1, "no memory for its inbox");
-        return -1;
-    }
     for (;;) {
         struct frame frame;
-        enum frame_status status =
-            frame_parse(inbox->bytes + offset, inbox->used - offset, server->max_message, &frame);
+        enum frame_status status = frame_parse(data + offset, size - offset, max_message, &frame);
 
         if (status == FRAME_INCOMPLETE)
             break;
         if (status != FRAME_READY) {
             if (status == FRAME_TOO_LONG)
                 snprintf(reason, sizeof reason, "a message longer than --max-message (%lu bytes)",
-                         (unsigned long)server->max_message);
+                         (unsigned long)max_message);
             else
                 snprintf(reason, sizeof reason, "a message of unknown type %u",
-                         (unsigned)inbox->bytes[offset + 4]);
+                         (unsigned)data[offset + 4]);
             end_client(client, 1, reason);
             return -1;
         }
@@ -543,7 +562,46 @@ static int take_messages(struct client *client, const unsigned char *bytes, DWOR
             return -1;
         offset += frame.size;
     }
-    inbox_consume(inbox, offset);
+    *taken = offset;
+    return 0;
+}
+
+/*
+ * Handles the whole messages in bytes that arrived. They are read where they lie, in the
+ * receive block; only the part of a message not yet whole is copied into the inbox, which
+ * is freed once it is empty again, so an idle client holds no inbox either. Returns 0, or
+ * -1 once the client has been ended.
+ */
+static int take_messages(struct client *client, const unsigned char *bytes, DWORD length)
+{
+    struct inbox *inbox = &client->inbox;
+    /* Never more than one whole message and one receive, unless memory runs out. */
+    size_t most = FRAME_HEADER_SIZE + client->server->max_message + RECEIVE_BLOCK_SIZE;
+    int appended = inbox->used > 0;
+    const unsigned char *data = bytes;
+    size_t size = length;
+    size_t taken;
+
+    /* Bytes left over from an earlier receive: this one's go after them. */
+    if (appended) {
+        if (inbox_append(inbox, bytes, length, length, most) != 0) {
+            end_client(client, 1, "no memory for its inbox");
+            return -1;
+        }
+        data = inbox->bytes;
+        size = inbox->used;
+    }
+    if (handle_messages(client, data, size, &taken) != 0)
+        return -1;
+    if (appended) {
+        inbox_consume(inbox, taken);
+    } else if (taken < size &&
+               inbox_append(inbox, data + taken, size - taken, size - taken, most) != 0) {
+        end_client(client, 1, "no memory for its inbox");
+        return -1;
+    }
+    if (inbox->used == 0)
+        inbox_free(inbox);
     /*
      * A message not yet whole is timed from its first byte, so a client that trickles one
      * in is closed however active it looks. One that finished a message here has made
@@ -551,24 +609,10 @@ static int take_messages(struct client *client, const unsigned char *bytes, DWOR
      */
     if (inbox->used == 0)
         InterlockedExchange64(&client->message_started, 0);
-    else if (offset > 0 || InterlockedCompareExchange64(&client->message_started, 0, 0) == 0)
+    else if (taken > 0 || InterlockedCompareExchange64(&client->message_started, 0, 0) == 0)
         InterlockedExchange64(&client->message_started, (LONG64)GetTickCount64());
     return 0;
 }
-/*
- * Asks TCP to probe the peer after `keepalive_ms` of silence, so that a peer gone without
- * a FIN or RST (a cable pulled, a machine off) makes the pending receive fail.
- */
-static void start_keepalive(SOCKET socket_handle, DWORD keepalive_ms)
-{
-    struct tcp_keepalive settings = {1, keepalive_ms, KEEPALIVE_INTERVAL_MS};
-    DWORD returned = 0;
-
-    if (WSAIoctl(socket_handle, SIO_KEEPALIVE_VALS, &settings, sizeof settings, NULL, 0, &returned,
-                 NULL, NULL) == SOCKET_ERROR)
-        report_wsa_error("WSAIoctl(SIO_KEEPALIVE_VALS)");
-}
-
 /*
  * Readies an accepted socket: no Nagle delay for small messages, non-blocking for the
  * reads that follow a probe, keep-alive if asked for, and, where the provider allows it,
@@ -725,7 +769,7 @@ static int take_received(struct client *client, const unsigned char *bytes, DWOR
 static int read_after_probe(struct client *client)
 {
     struct receive_context *receive = &client->receive;
-    struct receive_block *block = take_block(client->server);
+    union receive_block *block = take_block(client->server);
     WSABUF piece;
     DWORD got = 0;
     DWORD flags = 0;
@@ -840,7 +884,7 @@ static void post_receive(struct client *client)
          * system sets "if the request is completed without errors".
          */
         got = (DWORD)receive->io.overlapped.InternalHigh;
-        if (error == 0 && rounds == INLINE_ROUNDS) {
+        if (error == 0 && rounds == INLINE_RECEIVES) {
             /* Handed on, with its reference: other clients get a turn on this thread. */
             receive->io.handed_on = got;
             SubmitThreadpoolWork(client->receive_work);
@@ -883,7 +927,7 @@ static void resume_receive(struct client *client)
 static void on_receive(struct client *client, DWORD error, DWORD bytes)
 {
     struct receive_context *receive = &client->receive;
-    struct receive_block *returned = NULL;
+    union receive_block *returned = NULL;
     int demoting;
 
     EnterCriticalSection(&client->lock);
@@ -931,7 +975,6 @@ static void on_send(struct client *client, DWORD error, DWORD bytes)
     follow_send(client, &outcome);
 }
 
-/* Ends a client that has been idle, or in the middle of a message, for too long. */
 /*
  * Takes the block back from a client whose receive has waited a whole tick for data: its
  * receive is cancelled, and its completion (995) puts the block back on the free list and
@@ -943,7 +986,7 @@ static void release_idle_block(struct client *client, LONG64 now)
 
     EnterCriticalSection(&client->lock);
     if (client->socket != INVALID_SOCKET && receive->pending && receive->block != NULL &&
-        !receive->demoting && now - (LONG64)receive->posted_at >= client->server->tick_ms) {
+        !receive->demoting && now - (LONG64)receive->posted_at >= (LONG64)client->server->tick_ms) {
         /* Only this receive: the OVERLAPPED names it. Not found: it has just completed. */
         if (CancelIoEx((HANDLE)client->socket, &receive->io.overlapped))
             receive->demoting = 1;
@@ -953,6 +996,7 @@ static void release_idle_block(struct client *client, LONG64 now)
     LeaveCriticalSection(&client->lock);
 }
 
+/* Ends a client that has been idle, or in the middle of a message, for too long. */
 static void check_client(struct client *client, LONG64 now)
 {
     LONG64 timeout = client->server->idle_timeout_ms;
@@ -997,31 +1041,27 @@ static VOID CALLBACK on_tick(PTP_CALLBACK_INSTANCE instance, PVOID context, PTP_
     InterlockedExchange(&server->ticking, 0);
 }
 
-/* Starts the timer whose callback is the tick; returns 0, or -1 after reporting the error. */
-static int start_ticks(struct server *server)
+/*
+ * Starts the timer whose callback is the tick, every `period_ms`; returns 0, or -1 after
+ * reporting the error.
+ */
+static int start_ticks(struct server *server, DWORD period_ms)
 {
-    LONG64 period = server->idle_timeout_ms / TICKS_PER_TIMEOUT;
     ULARGE_INTEGER due;
     FILETIME due_time;
 
-    if (period > LONGEST_TICK_MS)
-        period = LONGEST_TICK_MS;
-    if (period < SHORTEST_TICK_MS)
-        period = SHORTEST_TICK_MS;
-    server->tick_ms = period;
+    server->tick_ms = period_ms;
     server->timer = CreateThreadpoolTimer(on_tick, server, &server->environment);
     if (server->timer == NULL) {
         report_win_error("CreateThreadpoolTimer");
         return -1;
     }
     /* A negative due time is relative to now, in units of 100 nanoseconds. */
-    due.QuadPart = (ULONGLONG)(-(period * 10000));
+    due.QuadPart = (ULONGLONG)(-((LONG64)period_ms * 10000));
     due_time.dwLowDateTime = due.LowPart;
     due_time.dwHighDateTime = due.HighPart;
     /* A window of 0: no coalescing with other timers, so the ticks stay a period apart. */
-    SetThreadpoolTimer(server->timer, &due_time, (DWORD)period, 0);
-    printf("idle timeout %lld s, checked every %lld ms\n",
-           (long long)(server->idle_timeout_ms / 1000), (long long)period);
+    SetThreadpoolTimer(server->timer, &due_time, period_ms, 0);
     return 0;
 }
 
@@ -1192,7 +1232,7 @@ static void destroy_pool(struct server *server)
     while (entry != NULL) {
         SLIST_ENTRY *next = entry->Next;
 
-        _aligned_free(entry); /* the entry is first in its block */
+        free_block((union receive_block *)entry); /* the entry is the start of its block */
         entry = next;
     }
     for (i = 0; i < server->max_clients; i++)
@@ -1246,8 +1286,16 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
 
     server.max_clients = options.max_clients;
+    /*
+     * No worker count of our own: without --workers the pool decides how many threads run,
+     * which is what handing it the threads is for, so chapter 14's two workers per
+     * processor have no counterpart here. --workers N fixes the pool at N threads.
+     */
     server.thread_count = options.workers;
-    /* As chapter 14: four accepts per thread, the processors standing in for the pool's size. */
+    /*
+     * Four accepts per thread, as in chapter 14; without --workers the processors stand in
+     * for the pool's size, which the pool does not say.
+     */
     accepts = options.accepts ? options.accepts
                               : DEFAULT_ACCEPTS_PER_WORKER *
                                     (options.workers ? options.workers : processor_count());
@@ -1284,7 +1332,10 @@ int main(int argc, char **argv)
     printf("skip on success: %s\n", server.skip_on_success ? "on" : "off");
     /* From here on callbacks may be running: a failure ends the program the way quit does. */
     /* Before the first accept, so the first client is timed like any other. */
-    started = start_ticks(&server) == 0;
+    started = start_ticks(&server, tick_period(server.idle_timeout_ms)) == 0;
+    if (started)
+        printf("idle timeout %lld s, checked every %lu ms\n",
+               (long long)(server.idle_timeout_ms / 1000), (unsigned long)server.tick_ms);
     started = started && (posted = acceptex_post_idle(&server.acceptex)) > 0;
     if (started) {
         printf("%u accepts posted on the listener\n", posted);
