@@ -76,7 +76,7 @@
  * What an I/O context is doing, so a callback knows what it was called for: a receive or
  * a send, or, for the receive's work object, a paused receive to post again.
  */
-enum io_operation { OPERATION_RECEIVE, OPERATION_SEND, OPERATION_RESUME };
+enum io_operation { OPERATION_RECEIVE, OPERATION_SEND, OPERATION_FLUSH, OPERATION_RESUME };
 
 /* What every per-I/O context starts with: the callback reads `operation` to know which. */
 struct io_context {
@@ -403,6 +403,20 @@ static void send_locked(struct client *client, struct send_outcome *outcome)
 static void resume_receive(struct client *client);
 static void post_receive(struct client *client);
 
+/*
+ * Starts a send later, on a pool thread, through the send's work object: with
+ * skip-on-success a send completes at once, so none would be in flight to gather behind,
+ * and a broadcast to a hundred members would make a hundred sends of one message each,
+ * over and over. Call with the lock held and `sending` just set; no send is in flight,
+ * so the context is free to say what the work is for.
+ */
+static void flush_later_locked(struct client *client)
+{
+    client->send.io.operation = OPERATION_FLUSH;
+    hold_client(client); /* the work's reference, as if it were an I/O */
+    SubmitThreadpoolWork(client->send_work);
+}
+
 /* Does what a send outcome says, with the lock left. */
 static void follow_send(struct client *client, const struct send_outcome *outcome)
 {
@@ -420,13 +434,15 @@ static void follow_send(struct client *client, const struct send_outcome *outcom
 /*
  * Queues one whole message in a single chunk, so that no other thread's message can come
  * between its pieces: the header, then a copy of the payload, which is `lead` (at most
- * CHAT_LEAD_MAX bytes, such as a name) followed by `text`. Any thread may call it, and it
- * starts a send if none is in flight. Returns 0; 1 if the message would take a queue
- * that is not empty past `cap` (nothing is queued); or -1 if the client has ended
- * (nothing is queued) or after a failure that ends it.
+ * CHAT_LEAD_MAX bytes, such as a name) followed by `text`. Any thread may call it. If no
+ * send is in flight it starts one: here, when `now` (an echo, for the client this thread
+ * serves), or else through the send's work object, so that the messages a broadcast
+ * queues meanwhile go out together in one gathered send. Returns 0; 1 if the message
+ * would take a queue that is not empty past `cap` (nothing is queued); or -1 if the
+ * client has ended (nothing is queued) or after a failure that ends it.
  */
 static int queue_message(struct client *client, unsigned type, const char *lead, DWORD lead_length,
-                         const void *text, DWORD length, size_t cap)
+                         const void *text, DWORD length, size_t cap, int now)
 {
     unsigned char prefix[FRAME_HEADER_SIZE + CHAT_LEAD_MAX];
     struct send_outcome outcome = {0, 0, 0};
@@ -453,7 +469,10 @@ static int queue_message(struct client *client, unsigned type, const char *lead,
     send_queue_push(&client->queue, chunk);
     if (!client->sending) {
         client->sending = 1;
-        send_locked(client, &outcome);
+        if (now)
+            send_locked(client, &outcome);
+        else
+            flush_later_locked(client);
     }
     LeaveCriticalSection(&client->lock);
     follow_send(client, &outcome);
@@ -490,7 +509,7 @@ static int queue_to_member(struct room_member *member, unsigned type, const char
                            size_t lead_length, const void *text, size_t length, size_t cap)
 {
     return queue_message(client_of(member), type, lead, (DWORD)lead_length, text, (DWORD)length,
-                         cap);
+                         cap, 0);
 }
 
 static void end_member(struct room_member *member, const char *reason)
@@ -517,7 +536,7 @@ static int handle_message(struct client *client, const struct frame *frame)
     switch (frame->type) {
     case FRAME_ECHO: /* the payload goes back to its sender alone, as a message of its own */
         return queue_message(client, FRAME_ECHO, NULL, 0, frame->payload, (DWORD)frame->length,
-                             SIZE_MAX);
+                             SIZE_MAX, 1);
     case FRAME_JOIN:
     case FRAME_SAY:
     case FRAME_LEAVE: /* it may end this client too, when it is too slow for its own line */
@@ -975,6 +994,17 @@ static void on_send(struct client *client, DWORD error, DWORD bytes)
     follow_send(client, &outcome);
 }
 
+/* Handles a flush: sends all that is queued, in as few gathered sends as it takes. */
+static void on_flush(struct client *client)
+{
+    struct send_outcome outcome = {0, 0, 0};
+
+    EnterCriticalSection(&client->lock);
+    send_locked(client, &outcome);
+    LeaveCriticalSection(&client->lock);
+    follow_send(client, &outcome);
+}
+
 /*
  * Takes the block back from a client whose receive has waited a whole tick for data: its
  * receive is cancelled, and its completion (995) puts the block back on the free list and
@@ -1118,14 +1148,17 @@ static VOID CALLBACK on_receive_work(PTP_CALLBACK_INSTANCE instance, PVOID conte
     release_client(client);
 }
 
-/* The send's work object, on a pool thread: a send done at once and handed on. */
+/* The send's work object, on a pool thread: a flush, or a send done at once and handed on. */
 static VOID CALLBACK on_send_work(PTP_CALLBACK_INSTANCE instance, PVOID context, PTP_WORK work)
 {
     struct client *client = context;
 
     (void)instance;
     (void)work;
-    on_send(client, 0, client->send.io.handed_on);
+    if (client->send.io.operation == OPERATION_FLUSH)
+        on_flush(client);
+    else
+        on_send(client, 0, client->send.io.handed_on);
     release_client(client);
 }
 
