@@ -314,9 +314,10 @@ static void end_client_after_error(struct client *client, const char *what, unsi
 
 /* What is left to do once the lock is left, after sends were posted or handled. */
 struct send_outcome {
-    int error;    /* a WSASend failed at once with this: end the client */
-    int resume;   /* the queue drained below the low mark: the paused receive may go */
-    int finished; /* all is sent and the peer has closed: close */
+    int error;          /* a call failed at once with this: end the client */
+    const char *failed; /* which call */
+    int resume;         /* the queue drained below the low mark: the paused receive may go */
+    int finished;       /* all is sent and the peer has closed: close */
 };
 
 /* Drops `bytes` sent from the queue, and counts them; call with the lock held. */
@@ -355,8 +356,10 @@ static void send_locked(struct client *client, struct send_outcome *outcome)
         /* No count pointer with an OVERLAPPED: the WSASend page warns of erroneous results. */
         if (WSASend(client->socket, send->pieces, count, NULL, 0, &send->io.overlapped, NULL) ==
             SOCKET_ERROR) {
-            if (WSAGetLastError() != WSA_IO_PENDING)
+            if (WSAGetLastError() != WSA_IO_PENDING) {
                 outcome->error = WSAGetLastError(); /* the caller drops the reference */
+                outcome->failed = "WSASend";
+            }
             return;
         }
         /* Done at once: the count is in InternalHigh, set "if the request is completed without
@@ -368,6 +371,7 @@ static void send_locked(struct client *client, struct send_outcome *outcome)
                 !PostQueuedCompletionStatus(client->server->port, sent, (ULONG_PTR)client,
                                             &send->io.overlapped)) {
                 outcome->error = (int)GetLastError();
+                outcome->failed = "PostQueuedCompletionStatus";
             }
             return;
         }
@@ -399,6 +403,7 @@ static void post_flush_locked(struct client *client, struct send_outcome *outcom
     if (!PostQueuedCompletionStatus(client->server->port, 0, (ULONG_PTR)client,
                                     &send->io.overlapped))
         outcome->error = (int)GetLastError(); /* the caller drops the reference */
+    outcome->failed = "PostQueuedCompletionStatus";
 }
 
 /* Does what a send outcome says, with the lock left. */
@@ -406,7 +411,7 @@ static void follow_send(struct client *client, const struct send_outcome *outcom
 {
     if (outcome->error != 0) {
         /* No completion will come for a send that was never posted: drop its reference. */
-        end_client_after_error(client, "WSASend", (unsigned long)outcome->error);
+        end_client_after_error(client, outcome->failed, (unsigned long)outcome->error);
         release_client(client);
     } else if (outcome->finished) {
         end_client(client, 0, "peer closed the connection");
@@ -429,7 +434,7 @@ static int queue_message(struct client *client, unsigned type, const char *lead,
                          const void *text, DWORD length, size_t cap, int now)
 {
     unsigned char prefix[FRAME_HEADER_SIZE + CHAT_LEAD_MAX];
-    struct send_outcome outcome = {0, 0, 0};
+    struct send_outcome outcome = {0};
     struct send_chunk *chunk;
 
     frame_header(prefix, type, (size_t)lead_length + length);
@@ -833,6 +838,7 @@ static void post_receive(struct client *client)
 
     for (rounds = 0;; rounds++) {
         DWORD flags = 0; /* in and out: must be set before the call */
+        const char *failed = "WSARecv";
         int error = 0;
         DWORD got;
 
@@ -862,11 +868,13 @@ static void post_receive(struct client *client)
             PostQueuedCompletionStatus(server->port, got, (ULONG_PTR)client,
                                        &receive->io.overlapped))
             return; /* sent to the port as if it had not completed at once */
-        if (error == 0 && rounds == INLINE_RECEIVES)
+        if (error == 0 && rounds == INLINE_RECEIVES) {
             error = (int)GetLastError();
+            failed = "PostQueuedCompletionStatus";
+        }
         if (error != 0) {
             /* No completion will come for an I/O that was never posted: drop its reference. */
-            end_client_after_error(client, "WSARecv", (unsigned long)error);
+            end_client_after_error(client, failed, (unsigned long)error);
             release_client(client);
             return;
         }
@@ -941,7 +949,7 @@ static void on_receive(struct client *client, DWORD error, DWORD bytes)
  */
 static void on_send(struct client *client, DWORD error, DWORD bytes)
 {
-    struct send_outcome outcome = {0, 0, 0};
+    struct send_outcome outcome = {0};
 
     if (error != 0) {
         end_client_after_error(client, "send", error);
@@ -957,7 +965,7 @@ static void on_send(struct client *client, DWORD error, DWORD bytes)
 /* Handles a flush packet: sends all that is queued, in as few gathered sends as it takes. */
 static void on_flush(struct client *client)
 {
-    struct send_outcome outcome = {0, 0, 0};
+    struct send_outcome outcome = {0};
 
     EnterCriticalSection(&client->lock);
     send_locked(client, &outcome);

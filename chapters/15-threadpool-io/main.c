@@ -329,9 +329,10 @@ static void end_client_after_error(struct client *client, const char *what, unsi
 
 /* What is left to do once the lock is left, after sends were posted or handled. */
 struct send_outcome {
-    int error;    /* a WSASend failed at once with this: end the client */
-    int resume;   /* the queue drained below the low mark: the paused receive may go */
-    int finished; /* all is sent and the peer has closed: close */
+    int error;          /* a call failed at once with this: end the client */
+    const char *failed; /* which call */
+    int resume;         /* the queue drained below the low mark: the paused receive may go */
+    int finished;       /* all is sent and the peer has closed: close */
 };
 
 /* Drops `bytes` sent from the queue, and counts them; call with the lock held. */
@@ -378,6 +379,7 @@ static void send_locked(struct client *client, struct send_outcome *outcome)
             if (error != WSA_IO_PENDING) {
                 CancelThreadpoolIo(client->io); /* failed at once: no callback will come */
                 outcome->error = error;         /* the caller drops the reference */
+                outcome->failed = "WSASend";
             }
             return;
         }
@@ -424,7 +426,7 @@ static void follow_send(struct client *client, const struct send_outcome *outcom
 {
     if (outcome->error != 0) {
         /* No completion will come for a send that was never posted: drop its reference. */
-        end_client_after_error(client, "WSASend", (unsigned long)outcome->error);
+        end_client_after_error(client, outcome->failed, (unsigned long)outcome->error);
         release_client(client);
     } else if (outcome->finished) {
         end_client(client, 0, "peer closed the connection");
@@ -447,7 +449,7 @@ static int queue_message(struct client *client, unsigned type, const char *lead,
                          const void *text, DWORD length, size_t cap, int now)
 {
     unsigned char prefix[FRAME_HEADER_SIZE + CHAT_LEAD_MAX];
-    struct send_outcome outcome = {0, 0, 0};
+    struct send_outcome outcome = {0};
     struct send_chunk *chunk;
 
     frame_header(prefix, type, (size_t)lead_length + length);
@@ -983,7 +985,7 @@ static void on_receive(struct client *client, DWORD error, DWORD bytes)
  */
 static void on_send(struct client *client, DWORD error, DWORD bytes)
 {
-    struct send_outcome outcome = {0, 0, 0};
+    struct send_outcome outcome = {0};
 
     if (error != 0) {
         end_client_after_error(client, "send", error);
@@ -999,7 +1001,7 @@ static void on_send(struct client *client, DWORD error, DWORD bytes)
 /* Handles a flush: sends all that is queued, in as few gathered sends as it takes. */
 static void on_flush(struct client *client)
 {
-    struct send_outcome outcome = {0, 0, 0};
+    struct send_outcome outcome = {0};
 
     EnterCriticalSection(&client->lock);
     send_locked(client, &outcome);
