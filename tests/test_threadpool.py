@@ -1,14 +1,16 @@
-"""A chapter on the system thread pool ("threadpool" in chapters.py) owns no thread that
-it could join at quit: it must wait for every callback of every thread pool object before
-it frees what they use. So: a thousand clients connect and each has a message echoed, so
+"""A chapter built to scale ("scale" in chapters.py) must stop promptly with a thousand
+clients connected, each holding a receive block; one on the system thread pool
+("threadpool") owns no thread that it could join at quit, and must wait for every
+callback of every thread pool object before it frees what they use. So: a thousand
+clients connect and each has a message echoed, so
 that each holds a receive block and has a receive pending; then "quit". Asserted: exit
 code 0 within a bound that only catches a hang (the shutdown's drains give up after 10 s,
 and then the exit code is 1); nothing on stderr; one "server stopping" line for each of
-the thousand, each printed by the release that ran last for that client, inside a
-callback; every client sees its connection closed; and the summary counts the thousand
-connections and every byte echoed, which the send callbacks add up. Run with --workers 1
-(one pool thread does all of it, so a callback that waited for another would hang) and
-with the pool sized by the system. Also: the start line names the pool's size."""
+the thousand, each printed by the release that ran last for that client (inside a
+callback, on the pool); every client sees its connection closed; and the summary counts the thousand
+connections and every byte echoed. Run with --workers 1 (one thread does all of it, so
+a callback that waited for another would hang) and with the default count. Also: the
+start line of a chapter on the pool names the pool's size."""
 
 import re
 import time
@@ -19,8 +21,8 @@ import chapters
 import harness
 from harness import closed_by_peer, connect
 
+SCALERS = chapters.chapters_with("scale")
 POOLED = chapters.chapters_with("threadpool")
-IDS = chapters.ids(POOLED)
 CLIENTS = 1000
 QUIT_BOUND = 10.0  # seconds; under the 10 s drain timeout plus start-up, so a hang shows
 DISCONNECTED = re.compile(r"^client (?P<id>\d+) disconnected: (?P<reason>.+) \(\d+ live\)$")
@@ -28,8 +30,8 @@ SIZED = re.compile(r"^thread pool (of (?P<threads>\d+) threads|sized by the syst
                    r"each receive takes up to \d+ bytes$")
 
 
-@pytest.mark.parametrize("workers", [["--workers", "1"], []], ids=["workers-1", "system"])
-@pytest.mark.parametrize("chapter", POOLED, ids=IDS)
+@pytest.mark.parametrize("workers", [["--workers", "1"], []], ids=["workers-1", "default"])
+@pytest.mark.parametrize("chapter", SCALERS, ids=chapters.ids(SCALERS))
 def test_quit_with_a_thousand_connected_waits_for_every_callback(chapter, workers,
                                                                  start_server):
     server = start_server(chapter, "--max-clients", str(CLIENTS), *workers)
@@ -51,7 +53,7 @@ def test_quit_with_a_thousand_connected_waits_for_every_callback(chapter, worker
         code = server.quit(timeout=harness.EXIT_TIMEOUT)
         took = time.monotonic() - started
         print("%s %s: quit with %d clients connected: exit %s after %.2f s" % (
-            chapter.name, " ".join(workers) or "(pool sized by the system)", CLIENTS, code,
+            chapter.name, " ".join(workers) or "(the default workers)", CLIENTS, code,
             took))
         assert code == 0, ("exit code %s after %.2f s" % (code, took), server.output())
         assert took < QUIT_BOUND, ("quit took %.1f s" % took, server.output())
@@ -69,7 +71,7 @@ def test_quit_with_a_thousand_connected_waits_for_every_callback(chapter, worker
     assert server.stderr == [], server.output()
 
 
-@pytest.mark.parametrize("chapter", POOLED, ids=IDS)
+@pytest.mark.parametrize("chapter", POOLED, ids=chapters.ids(POOLED))
 def test_the_start_line_names_the_pools_size(chapter, start_server):
     server = start_server(chapter, "--workers", "3")
     match = SIZED.match(server.wait_for(SIZED.pattern).string)
