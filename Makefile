@@ -205,7 +205,12 @@ ifeq ($(NATIVE),)
 else
   TEST_JOBS ?= 1
 endif
-test: all check-build tools-wine tools-test format-check
+# On Linux the tests also run a seconds-long smoke of the benchmark, which needs the native
+# reference server (below) and the host compiler that builds it.
+ifeq ($(NATIVE),)
+  TEST_NEEDS := tools-bench $(BUILD)/native/epoll-echo
+endif
+test: all check-build tools-wine tools-test format-check $(TEST_NEEDS)
 	$(PYTEST) -p no:cacheprovider $(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile) tests
 
 # The benchmark (scripts/bench.py): tools/loadgen.exe drives every load, in a Wine prefix
