@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "acceptex.h"
+#include "blocks.h"
 #include "chat.h"
 #include "connection.h"
 #include "errors.h"
@@ -49,13 +50,6 @@
 
 /* Exit code for a bad command line, the same as parse_options uses. */
 #define EXIT_USAGE 2
-/* Bytes one receive takes, into a block that an active client holds and an idle one does not. */
-#define RECEIVE_BLOCK_SIZE 16384
-/*
- * Blocks kept on the free list for the next clients that get busy; one given back beyond
- * that is freed, so a burst of activity does not leave its blocks behind for good.
- */
-#define SPARE_BLOCKS 64
 /*
  * How many receives, and sends, that complete at once a pool thread handles where it
  * started them before the next goes to a work object, so other clients get their turn. A
@@ -85,16 +79,6 @@ struct io_context {
     OVERLAPPED overlapped; /* first, and must stay valid until its callback has run */
     enum io_operation operation;
     DWORD handed_on; /* bytes of an I/O done at once and handed to the work object */
-};
-
-/*
- * A receive buffer: exactly four pages, from VirtualAlloc, so that one given back beyond
- * the spares really returns its memory to the system (a heap may keep freed blocks for
- * itself). While no client holds it, its first bytes link it into the free list.
- */
-union receive_block {
-    SLIST_ENTRY entry; /* on the free list; page-aligned, as an SLIST entry must be aligned */
-    unsigned char bytes[RECEIVE_BLOCK_SIZE];
 };
 
 /*
@@ -189,64 +173,18 @@ struct server {
     DWORD tick_ms;          /* its period, set before the first tick */
     volatile LONG ticking;  /* a tick's pass is running: Interlocked, as ticks may overlap */
 
-    /* The receive blocks no client holds; lock-free, as every callback takes and gives them. */
-    SLIST_HEADER free_blocks;
-    volatile LONG free_block_count; /* about how many are on it, for SPARE_BLOCKS: Interlocked */
-    volatile LONG blocks_allocated; /* blocks made so far: Interlocked */
+    struct block_pool blocks; /* the receive blocks no client holds (common/blocks.h) */
 
     int skip_on_success; /* sockets queue no packet for an I/O that completes at once */
     int verbose;         /* a line per connection and disconnection, from --verbose */
 };
-
-/* Gives a block's pages back to the system. */
-static void free_block(union receive_block *block)
-{
-    if (!VirtualFree(block, 0, MEM_RELEASE))
-        report_win_error("VirtualFree");
-}
-
-/*
- * Takes a receive block: from the free list, else a new one. Returns NULL, after
- * reporting the error, when memory has run out.
- */
-static union receive_block *take_block(struct server *server)
-{
-    union receive_block *block =
-        (union receive_block *)InterlockedPopEntrySList(&server->free_blocks);
-
-    if (block != NULL) {
-        InterlockedDecrement(&server->free_block_count);
-        return block;
-    }
-    block = VirtualAlloc(NULL, sizeof *block, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-    if (block == NULL)
-        report_win_error("VirtualAlloc");
-    else
-        InterlockedIncrement(&server->blocks_allocated);
-    return block;
-}
-
-/*
- * Puts a block back on the free list, for the next client that has data, or frees it when
- * the list holds SPARE_BLOCKS already. The count is raised before the push and lowered
- * after a pop, so it is never below what the list holds.
- */
-static void give_block(struct server *server, union receive_block *block)
-{
-    if (InterlockedIncrement(&server->free_block_count) > SPARE_BLOCKS) {
-        InterlockedDecrement(&server->free_block_count);
-        free_block(block);
-        return;
-    }
-    InterlockedPushEntrySList(&server->free_blocks, &block->entry);
-}
 
 /* Frees a client's receive block, send queue and inbox and resets their state; once no thread can
  * use it. */
 static void free_buffers(struct client *client)
 {
     if (client->receive.block != NULL)
-        give_block(client->server, client->receive.block);
+        block_pool_give(&client->server->blocks, client->receive.block);
     client->receive.block = NULL;
     client->receive.pending = 0;
     client->receive.demoting = 0;
@@ -792,7 +730,7 @@ static int take_received(struct client *client, const unsigned char *bytes, DWOR
 static int read_after_probe(struct client *client)
 {
     struct receive_context *receive = &client->receive;
-    union receive_block *block = take_block(client->server);
+    union receive_block *block = block_pool_take(&client->server->blocks);
     WSABUF piece;
     DWORD got = 0;
     DWORD flags = 0;
@@ -963,7 +901,7 @@ static void on_receive(struct client *client, DWORD error, DWORD bytes)
     }
     LeaveCriticalSection(&client->lock);
     if (returned != NULL) {
-        give_block(client->server, returned);
+        block_pool_give(&client->server->blocks, returned);
         post_receive(client); /* now a probe */
         return;
     }
@@ -1220,7 +1158,7 @@ static int create_pool(struct server *server)
     if (slot_pool_create(&server->pool, server->max_clients) != 0 ||
         chat_init(&server->chat, server->max_clients, server->max_queued, &chat_ops) != 0)
         return -1;
-    InitializeSListHead(&server->free_blocks);
+    block_pool_init(&server->blocks);
     for (i = 0; i < server->max_clients; i++) {
         struct client *client = &server->clients[i];
 
@@ -1266,14 +1204,8 @@ static void close_slot_objects(struct server *server)
 static void destroy_pool(struct server *server)
 {
     unsigned i;
-    SLIST_ENTRY *entry = InterlockedFlushSList(&server->free_blocks);
 
-    while (entry != NULL) {
-        SLIST_ENTRY *next = entry->Next;
-
-        free_block((union receive_block *)entry); /* the entry is the start of its block */
-        entry = next;
-    }
+    block_pool_destroy(&server->blocks);
     for (i = 0; i < server->max_clients; i++)
         DeleteCriticalSection(&server->clients[i].lock);
     slot_pool_destroy(&server->pool);
@@ -1403,7 +1335,7 @@ int main(int argc, char **argv)
     /* Every reference is gone, so no callback can be queued again: wait out those running. */
     close_slot_objects(&server);
     stop_thread_pool(&server);
-    blocks = server.blocks_allocated;
+    blocks = server.blocks.made;
     destroy_pool(&server);
     if (stop_winsock() != 0)
         return EXIT_FAILURE;
